@@ -86,7 +86,12 @@ class Benchmark(ABC):
         """Stream the benchmark's items from a local file or folder, or from a hub dataset name."""
 
     def value(self, vote: Vote, truth: Sequence[float]) -> float:
-        """1.0 if the voted best response (ties broken at random, as SPCT does) is the true best, else 0.0."""
+        """1.0 if the voted best response (ties broken at random, as SPCT does) is the true best, else 0.0.
+
+        A lone response has no best to pick (it would count as right whatever the scores): benchmarks with
+        single-response items override this rule."""
+        if len(truth) < 2:
+            raise ValueError(f"{self.name}: the best-response rule needs two or more responses, got {len(truth)}")
         return float(vote.best is not None and vote.best == best_index(truth))
 
     def label(self, truth: Sequence[float]) -> float:

@@ -81,6 +81,8 @@ class PPECorrectness(Benchmark):
             where = f"{origin} row {index}"
             require(row, ("prompt", "scores"), where)
             responses = _responses(row, where)
+            if len(responses) < 2:
+                raise ValueError(f"{where}: best-of-K needs two or more responses, got {len(responses)}")
             if len(row["scores"]) != len(responses):
                 raise ValueError(f"{where}: {len(row['scores'])} scores for {len(responses)} responses")
             subset = str(row.get("subset") or _source_name(source if is_hub_id(str(source)) else origin))

@@ -104,6 +104,20 @@ def test_ppe_correctness_reads_numbered_responses_from_jsonl_and_parquet(tmp_pat
     assert items[0].responses == [f"r{i}" for i in range(1, 12)], "response_10 sorts after response_9"
     assert items[0].truth[9] == 1.0 and sum(items[0].truth) == 1.0
     assert items[1].truth == [1.0, 0.0, 0.0, 1.0]
+    lone = tmp_path / "lone.jsonl"  # best-of-1 would count as right whatever the scores
+    lone.write_text(json.dumps({"question_id": "g2", "prompt": "Q?", "response_1": "r", "scores": [False]}) + "\n")
+    with pytest.raises(ValueError, match="lone.jsonl row 0: best-of-K needs two or more responses, got 1"):
+        load("ppe-correctness", lone)
+
+
+def test_the_best_response_rule_refuses_a_lone_response():
+    from grm.voting import Vote
+
+    rewardbench = get_benchmark("rewardbench")
+    assert rewardbench.value(Vote([9.0, 2.0], [9.0, 2.0], 0, [0]), [1.0, 0.0]) == 1.0
+    assert rewardbench.value(Vote([2.0, 9.0], [2.0, 9.0], 1, [0]), [1.0, 0.0]) == 0.0
+    with pytest.raises(ValueError, match="rewardbench: the best-response rule needs two or more responses, got 1"):
+        rewardbench.value(Vote([2.0], [2.0], 0, [0]), [1.0])
 
 
 def test_realmistake_reads_the_unzipped_data_and_both_label_names(tmp_path):
