@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_GREEDY_ACCURACY = 0.55  # measured: 0.74 on this seed; random weights score about 0
 SHIPPED_META_AUC = 0.65  # measured: 0.78
 TOY_STEPS = {  # the shipped stage configs with few, small steps
-    "sft": {"max_steps": 200, "learning_rate": 5.0e-3, "per_device_train_batch_size": 8, "save_steps": 100},
+    "sft": {"max_steps": 300, "learning_rate": 5.0e-3, "per_device_train_batch_size": 8, "save_steps": 150},
     "rft": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
     "grpo": {"max_steps": 1, "per_device_train_batch_size": 8, "save_steps": 1},
     "meta_rm": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
@@ -35,8 +35,8 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
         flags += [f"--{stage}_config", str(tmp_path / f"{stage}.yaml")]
     out, report, ship = tmp_path / "run", tmp_path / "report", tmp_path / "ship"
     sizes = "--sft_examples 1600 --rft_examples 24 --grpo_examples 4 --meta_rm_examples 8 --meta_rm_k 2 "
-    sizes += "--eval_examples 8 --eval_k 2 --eval_draws 2 --eval_bootstrap 0 --hidden_size 64 --num_layers 1 "
-    sizes += "--intermediate_size 64 --max_new_tokens 112 --torch_threads 1"
+    sizes += "--eval_examples 8 --eval_k 2 --eval_draws 2 --eval_bootstrap 0 --hidden_size 64 --num_layers 2 "
+    sizes += "--intermediate_size 64 --max_new_tokens 176 --torch_threads 1"
     argv = ["train", "default-grm", "--config", str(ROOT / "training" / "configs" / "default_grm.yaml")]
     argv += ["--output_dir", str(out), "--report_dir", str(report), "--ship_dir", str(ship), *sizes.split(), *flags]
     assert main(argv) == 0
@@ -49,7 +49,7 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
     template = PromptTemplate.load(TEMPLATE)
     for name in ("sft", "rft", "grpo"):  # every checkpoint carries its prompt
         rm = GRM.from_pretrained(out / name, progress=False)
-        assert rm.template.source == template.source and rm.max_new_tokens == 112 and rm.score_range == (1, 10)
+        assert rm.template.source == template.source and rm.max_new_tokens == 176 and rm.score_range == (1, 10)
     for name in ("sft", "rft", "grpo", "teacher"):
         result = json.loads((out / "eval" / name / "sampled" / "result.json").read_text())
         assert result["k"] == 2 and result["n_items"] == 8 and ("metarm" in result["scores"]) == (name != "teacher")
@@ -114,3 +114,12 @@ def test_grm_score_uses_the_shipped_grm_by_default(tmp_path):
         problem = solve(it["query"])
         stated = {j["principles"][0]["description"] for j in row["judgements"] if j["principles"]}
         assert len(stated) >= 1 and all(s.startswith(problem.principle(problem.answer).description[:4]) for s in stated)
+
+
+def test_a_budget_that_cuts_off_the_teachers_judgements_is_refused(tmp_path):
+    from grm.training.default_grm import DefaultGRMConfig, Pipeline
+
+    config = DefaultGRMConfig(output_dir=str(tmp_path), stages="init", hidden_size=64, num_layers=1, max_new_tokens=64)
+    with pytest.raises(ValueError, match=r"max_new_tokens=64 cuts off the teacher's longest judgements \(\d+ tokens"):
+        Pipeline(config).run()
+    assert not (tmp_path / "init").exists()

@@ -130,6 +130,8 @@ def test_grm_train_grpo_with_lora_and_resume(tmp_path, first_wins):
     assert main(["train", "grpo", "--config", str(config), "--max_steps", "2", "--resume_from_checkpoint", "auto"]) == 0
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2]
-    # the adapters load as a GRM (transformers reads the base model from adapter_config.json)
-    rm = GRM.from_pretrained(out, template=template, max_new_tokens=24, progress=False)
+    # the adapters load as a GRM (transformers reads the base model from adapter_config.json), with the prompt
+    # and budget they were trained with (grm_config.json)
+    rm = GRM.from_pretrained(out, progress=False)
+    assert rm.template.source == Path(template).read_text() and rm.max_new_tokens == 24
     assert rm.score("Largest planet?", ["Jupiter", "Mars"], shuffle=False).judgements[0].scores == [9, 2]

@@ -200,7 +200,7 @@ def test_sft_trains_on_the_judgement_only_and_the_loss_falls(tmp_path):
 
 
 @pytest.mark.slow
-def test_grm_train_rft_end_to_end_and_resume(tmp_path):
+def test_grm_train_rft_end_to_end_and_resume(tmp_path, caplog):
     from spct_helpers import build_first_wins_grm
 
     from grm.cli import main
@@ -229,8 +229,16 @@ def test_grm_train_rft_end_to_end_and_resume(tmp_path):
     assert rows(out / "rft_data" / "records.jsonl") == records
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3 and [h["step"] for h in state["log_history"] if "loss" in h][-1] == 3
-    rm = GRM.from_pretrained(out, template=template, max_new_tokens=30, progress=False)
+    rm = GRM.from_pretrained(out, progress=False)  # the trained model carries its prompt (grm_config.json)
+    assert rm.template.source == Path(template).read_text() and rm.max_new_tokens == 30
     assert rm.score("Largest planet?", ["Jupiter", "Mars"]).n_valid == 1
+
+    # once more, unchanged: the latest checkpoint ended its run, and the log says resuming trains nothing new
+    with caplog.at_level("WARNING", logger="grm.training.common"):
+        assert (
+            main(["train", "rft", "--config", str(config), "--max_steps", "3", "--resume_from_checkpoint", "auto"]) == 0
+        )
+    assert "checkpoint-3 is the end of a finished run (step 3 of 3)" in caplog.text
 
 
 def test_example_config_parses_with_overrides(tmp_path):

@@ -97,8 +97,10 @@ def test_teacher_reads_the_prompt_in_the_shown_order():
     messages = template.render("What is 12 + 30?", ["41", "It is 42."])
     assert read_prompt(messages) == ("What is 12 + 30?", ["41", "It is 42."])
     text = Teacher(0.0).judge(*read_prompt(messages)).text
-    assert "12 + 30 = 42." in text and text.endswith("\\boxed{2, 9}")
-    assert "Response 1: 41 != 42, wrong." in text and "Response 2: 42 = 42, right." in text
+    assert "12 + 30: 2 + 0 = 2, 1 + 3 = 4, so 42." in text and text.endswith("\\boxed{2, 9}")
+    assert "Response 1: 41 vs 42: wrong." in text and "Response 2: 42 vs 42: right." in text
+    assert "58 + 67: 8 + 7 = 15, 5 + 6 + 1 = 12, so 125." in Teacher(0.0).judge("What is 58 + 67?", ["125"]).text
+    assert "3 hours = 3 x 60 = 180 minutes." in Teacher(0.0).judge("How many minutes are in 3 hours?", ["180"]).text
     with pytest.raises(ValueError, match="not a prompt of the 'synthetic' template"):
         read_prompt([{"role": "user", "content": "Judge this."}])
 

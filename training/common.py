@@ -1,7 +1,9 @@
-"""What the TRL-based GRM trainers (``rft``, ``grpo``) share: config fields, LoRA, resuming, config parsing."""
+"""What the TRL-based GRM trainers (``rft``, ``grpo``) share: config fields, LoRA, resuming, config parsing, and
+the prompting settings (``grm_config.json``) that travel from the model trained to the model saved."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,8 +35,12 @@ class GRMTrainingArguments:
         },
     )
     data_split: str = field(default="train", metadata={"help": "Split to read from a dataset folder or hub name."})
-    template: str = field(
-        default="default", metadata={"help": "Built-in GRM template name (default, correctness) or a .j2 file."}
+    template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Built-in GRM template name (default, correctness, synthetic) or a .j2 file; unset: the one "
+            "saved with the model (grm_config.json), else default."
+        },
     )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
@@ -71,6 +77,29 @@ def lora_config(config: GRMTrainingArguments):
     )
 
 
+def resolve_template(config: GRMTrainingArguments):
+    """The config's :class:`~grm.prompts.PromptTemplate`; unset, the one saved with the model, else ``default``."""
+    from grm.assets import read_grm_config
+    from grm.prompts import PromptTemplate
+
+    if config.template is not None:
+        return PromptTemplate.load(config.template)
+    return PromptTemplate.load(read_grm_config(config.model_name_or_path).get("template", "default"))
+
+
+def save_prompting(config: GRMTrainingArguments, budget: int | None) -> None:
+    """Write ``grm_config.json`` and the template into ``config.output_dir``, so the trained model loads with the
+    prompt it was trained on; ``max_new_tokens`` is the source model's saved one, else ``budget`` (else 1024)."""
+    from grm.assets import read_grm_config, write_grm_config
+
+    template = resolve_template(config)
+    saved = read_grm_config(config.model_name_or_path)
+    max_new_tokens = saved.get("max_new_tokens") or budget or 1024
+    write_grm_config(
+        config.output_dir, template.source, score_range=template.score_range, max_new_tokens=max_new_tokens
+    )
+
+
 def resume_checkpoint(output_dir: str | Path, value: str | None) -> str | None:
     """The checkpoint to resume from: ``value`` if it is a folder; the latest ``checkpoint-*`` in ``output_dir``
     for ``auto`` (None if there is none yet: a fresh start), ``true`` or ``last`` (an error if there is none)."""
@@ -84,10 +113,26 @@ def resume_checkpoint(output_dir: str | Path, value: str | None) -> str | None:
             raise ValueError(f"resume_from_checkpoint={value!r}, but {output_dir} holds no checkpoint-* folder")
         if last is not None:
             logger.info("resuming from %s", last)
+            _warn_if_finished(last)
         return last
     if not Path(value).is_dir():
         raise ValueError(f"resume_from_checkpoint={value!r} is not a checkpoint folder (nor one of {RESUME_LATEST})")
     return str(value)
+
+
+def _warn_if_finished(checkpoint: str) -> None:
+    """Warn that ``checkpoint`` ended its run: resuming it trains only what a longer schedule adds."""
+    state_file = Path(checkpoint) / "trainer_state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+    step, total = state.get("global_step", 0), state.get("max_steps", 0)
+    if total and step >= total:
+        logger.warning(
+            "%s is the end of a finished run (step %d of %d): resuming it trains only the steps a longer schedule "
+            "adds; for a fresh run use a new output_dir or resume_from_checkpoint: false",
+            checkpoint,
+            step,
+            total,
+        )
 
 
 def parse_config(config_class: type, argv: Sequence[str] | None = None, prog: str | None = None):

@@ -23,7 +23,8 @@ skipped, so re-running the command resumes; stages named in ``stages`` always ru
    ``assets`` folder), where ``GRM.from_pretrained()`` and ``MetaRM.from_pretrained()`` find them.
 9. ``report``: ``report_dir/default_grm.md`` and ``default_grm.png`` (:mod:`grm.training.default_grm_report`).
 
-Every checkpoint folder gets a ``grm_config.json`` and the template file, so it loads with its exact prompt.
+Every model folder gets a ``grm_config.json`` and the template file (the trainers carry them over from the model
+they start from), so it loads with its exact prompt.
 """
 
 from __future__ import annotations
@@ -163,9 +164,9 @@ class Pipeline:
 
     def run(self) -> dict[str, Any]:
         """Run the selected stages; return the status (seconds per stage)."""
-        if self.config.torch_threads:
-            import torch
+        import torch
 
+        if self.config.torch_threads:
             torch.set_num_threads(self.config.torch_threads)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "pipeline_config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
@@ -179,7 +180,7 @@ class Pipeline:
             getattr(self, f"stage_{name}")()
             seconds = time.monotonic() - start
             status = self.status()
-            status[name] = {"done": True, "seconds": round(seconds, 1)}
+            status[name] = {"done": True, "seconds": round(seconds, 1), "threads": torch.get_num_threads()}
             self.status_path.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
             logger.info("stage %s: finished in %.0f s", name, seconds)
         return self.status()
@@ -190,14 +191,6 @@ class Pipeline:
         for key, value in overrides.items():
             argv += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
         return parse_config(config_class, argv)
-
-    def save_prompting(self, folder: Path) -> None:
-        write_grm_config(
-            folder,
-            self.template.source,
-            score_range=self.template.score_range,
-            max_new_tokens=self.config.max_new_tokens,
-        )
 
     def load_grm(self, name: str):
         from grm.model import GRM
@@ -237,10 +230,24 @@ class Pipeline:
         model = AutoModelForCausalLM.from_config(config)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+        longest = max(len(tokenizer(row["completion"][0]["content"])["input_ids"]) for row in rows)
+        if longest >= c.max_new_tokens:
+            raise ValueError(
+                f"max_new_tokens={c.max_new_tokens} cuts off the teacher's longest judgements ({longest} tokens): "
+                f"the model could never finish them; raise it above {longest}"
+            )
         save(model, tokenizer, self.model("init"))
-        self.save_prompting(self.model("init"))
+        write_grm_config(
+            self.model("init"),
+            self.template.source,
+            score_range=self.template.score_range,
+            max_new_tokens=c.max_new_tokens,
+        )
         logger.info(
-            "init: vocabulary %d, %.2fM parameters", len(tokenizer), sum(p.numel() for p in model.parameters()) / 1e6
+            "init: vocabulary %d, %.2fM parameters, longest teacher judgement %d tokens",
+            len(tokenizer),
+            sum(p.numel() for p in model.parameters()) / 1e6,
+            longest,
         )
 
     def teacher_rows(
@@ -286,7 +293,6 @@ class Pipeline:
             seed=self.config.seed,
         )
         train_sft(config, path)
-        self.save_prompting(self.model("sft"))
 
     def stage_rft(self) -> None:
         from grm.training.rft import RFTConfig, run_rft
@@ -297,13 +303,11 @@ class Pipeline:
             model_name_or_path=str(self.model("sft")),
             data_path=str(self.data("rft")),
             output_dir=str(self.model("rft")),
-            template=synthetic.TEMPLATE,
             sample_max_new_tokens=self.config.max_new_tokens,
             sample_backend_kwargs={"batch_size": self.config.batch_size, "progress": False},
             seed=self.config.seed,
         )
         run_rft(config)
-        self.save_prompting(self.model("rft"))
 
     def stage_grpo(self) -> None:
         from grm.training.grpo import SPCTGRPOConfig, run_grpo
@@ -314,12 +318,10 @@ class Pipeline:
             model_name_or_path=str(self.model("rft")),
             data_path=str(self.data("grpo")),
             output_dir=str(self.model("grpo")),
-            template=synthetic.TEMPLATE,
             max_completion_length=self.config.max_new_tokens,
             seed=self.config.seed,
         )
         run_grpo(config)
-        self.save_prompting(self.model("grpo"))
 
     def stage_meta_rm(self) -> None:
         from grm.training.meta_rm import MetaRMConfig, build_dataset, train

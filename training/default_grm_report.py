@@ -150,9 +150,10 @@ def _markdown(pipeline: Pipeline, results: dict[str, dict[str, Any]], plot_name:
         lines.append(f"| {stage} | {status[stage].get('seconds', 'n/a')} |")
     total = sum(status[s].get("seconds", 0) for s in timed)
     lines += [f"| **total** | **{total:.0f}** ({total / 60:.1f} min) |", ""]
+    threads = sorted({status[s]["threads"] for s in timed if "threads" in status[s]})
     lines += [
-        f"Threads: torch_threads={c.torch_threads}. The machine's 2 cores were shared with other jobs while this "
-        "ran, so the times are upper bounds.",
+        f"Torch threads: {', '.join(map(str, threads)) or 'not recorded'} (`torch_threads: {c.torch_threads}`; "
+        "0 is torch's default, one per core).",
         "",
         "## Shipped weights",
         "",

@@ -24,8 +24,15 @@ from tqdm.auto import tqdm
 from trl import GRPOConfig
 
 from grm.jsonl import JsonlWriter
-from grm.prompts import PromptTemplate
-from grm.training.common import GRMTrainingArguments, check_common, lora_config, parse_config, resume_checkpoint
+from grm.training.common import (
+    GRMTrainingArguments,
+    check_common,
+    lora_config,
+    parse_config,
+    resolve_template,
+    resume_checkpoint,
+    save_prompting,
+)
 from grm.training.data import LoadStats, iter_examples
 from grm.training.rewards import spct_reward
 
@@ -49,7 +56,7 @@ class SPCTGRPOConfig(GRPOConfig, GRMTrainingArguments):
 def write_prompts(config: SPCTGRPOConfig) -> tuple[Path, LoadStats]:
     """Render every usable example of ``config.data_path`` to a GRPO row (``prompt``: chat messages, ``truth`` in
     the shown order, ``score_range``, ``id``) in ``prompts.jsonl``; return its path and the loading statistics."""
-    template = PromptTemplate.load(config.template)
+    template = resolve_template(config)
     score_range = template.score_range
     stats = LoadStats()
     examples = iter_examples(
@@ -106,6 +113,8 @@ def run_grpo(config: SPCTGRPOConfig):
     trainer = make_trainer(config)
     trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume_from_checkpoint))
     trainer.save_model(config.output_dir)
+    if trainer.is_world_process_zero():
+        save_prompting(config, config.max_completion_length)
     return trainer
 
 

@@ -47,7 +47,9 @@ from grm.training.common import (
     check_common,
     lora_config,
     parse_config,
+    resolve_template,
     resume_checkpoint,
+    save_prompting,
 )
 from grm.training.data import LoadStats, iter_examples
 from grm.training.rewards import best_index, is_correct
@@ -350,6 +352,8 @@ def train_sft(config: RFTConfig, sft_path: str | Path):
     trainer = make_sft_trainer(config, sft_path)
     trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume_from_checkpoint))
     trainer.save_model(config.output_dir)
+    if trainer.is_world_process_zero():
+        save_prompting(config, config.sample_max_new_tokens)
     return trainer
 
 
@@ -372,7 +376,7 @@ def run_rft(config: RFTConfig) -> RFTStats:
         rm = GRM.from_pretrained(
             config.model_name_or_path,
             config.sample_backend,
-            template=config.template,
+            template=resolve_template(config),
             max_new_tokens=config.sample_max_new_tokens,
             **(config.sample_backend_kwargs or {}),
         )

@@ -14,12 +14,13 @@ half of the time), so SPCT's rule applies as is: with several responses the righ
 highest, a lone response must get exactly its truth.
 
 :class:`Teacher` is a rule-based GRM backend: it reads a prompt rendered with the ``synthetic`` template, solves the
-query and writes one principle stating the result, one line of analysis per response and the scores, with
+query and writes one principle stating the result (after its working), one line of analysis per response (its
+answer next to the expected one, then the verdict: the comparison is of adjacent numbers) and the scores, with
 :func:`grm.parsing.format_judgement`. With probability ``error_rate`` it errs, in one of two ways, each of which
-makes the judgement incorrect by SPCT's rule: a **slip** (it believes a wrong result, that of a wrong response
-when there is one, and judges consistently with it) or a **misscore** (right principle and analysis, but the
-high score goes to a wrong response). Training on its traces gives a model whose samples are sometimes wrong:
-something for rejective fine-tuning to remove and for voting to fix.
+makes the judgement incorrect by SPCT's rule: a **slip** (it concludes a wrong result, that of a wrong response when
+there is one, even after right working, and judges consistently with it) or a **misscore** (right principle and
+analysis, but the high score goes to a wrong response). Training on its traces gives a model whose samples are
+sometimes wrong: something for rejective fine-tuning to remove and for voting to fix.
 """
 
 from __future__ import annotations
@@ -85,14 +86,21 @@ class Problem:
     operands: tuple[int, ...]
 
     def principle(self, believed: tuple[int, ...]) -> Principle:
-        """The one criterion the teacher writes, stating the result it believes."""
+        """The one criterion the teacher writes, stating the result it believes after its working (column addition
+        for ``add``, the factor for ``convert``: steps a small model can learn, where a bare sum is a lookup of
+        thousands of facts)."""
         if self.kind == "add":
             a, b = self.operands
-            return Principle("Correct sum", 1.0, f"{a} + {b} = {believed[0]}.")
+            units = a % 10 + b % 10
+            carry = " + 1" if units >= 10 else ""
+            work = f"{a % 10} + {b % 10} = {units}, {a // 10} + {b // 10}{carry} = {a // 10 + b // 10 + units // 10}"
+            return Principle("Correct sum", 1.0, f"{a} + {b}: {work}, so {believed[0]}.")
         if self.kind == "convert":
             q, unit = self.operands
-            big, one, small, _ = UNITS[unit]
-            return Principle("Correct conversion", 1.0, f"{q} {one if q == 1 else big} = {believed[0]} {small}.")
+            big, one, small, factor = UNITS[unit]
+            return Principle(
+                "Correct conversion", 1.0, f"{q} {one if q == 1 else big} = {q} x {factor} = {believed[0]} {small}."
+            )
         if self.kind == "order":
             return Principle("Correct order", 1.0, " < ".join(map(str, believed)) + ".")
         return Principle("Largest number", 1.0, f"the largest is {believed[0]}.")
@@ -277,7 +285,7 @@ class Teacher:
         for i, v in enumerate(values, 1):
             ok = v == believed
             given = ", ".join(map(str, v)) if v is not None else "no answer"
-            lines.append(f"Response {i}: {given} {'=' if ok else '!='} {expected}, {'right' if ok else 'wrong'}.")
+            lines.append(f"Response {i}: {given} vs {expected}: {'right' if ok else 'wrong'}.")
             scores.append(RIGHT if ok else WRONG)
         if error == "misscore":
             scores = _misscore(scores, self.rng)
