@@ -75,8 +75,8 @@ def test_stage_names_are_checked():
 
     with pytest.raises(ValueError, match="unknown stages"):
         DefaultGRMConfig(stages="sft,polish")
-    with pytest.raises(ValueError, match="multiple of 64"):
-        DefaultGRMConfig(hidden_size=100)
+    with pytest.raises(ValueError, match="hidden_size 100 must split into num_heads=3 equal heads"):
+        DefaultGRMConfig(hidden_size=100, num_heads=3)
     assert DefaultGRMConfig(stages="report, sft").selected() == ["sft", "report"]
 
 

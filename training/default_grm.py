@@ -87,7 +87,8 @@ class DefaultGRMConfig:
     eval_bootstrap: int = field(default=200, metadata={"help": "Bootstrap resamples for the 95% intervals."})
     batch_size: int = field(default=64, metadata={"help": "Sequences per generation batch (transformers)."})
     vocab_size: int = field(default=600, metadata={"help": "BPE vocabulary size (fewer if the texts run out)."})
-    hidden_size: int = field(default=128, metadata={"help": "Model width (attention heads of 64 dimensions)."})
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
+    num_heads: int = field(default=2, metadata={"help": "Attention heads (of hidden_size / num_heads dimensions)."})
     num_layers: int = field(default=4, metadata={"help": "Transformer layers."})
     intermediate_size: int = field(default=512, metadata={"help": "MLP width."})
     max_positions: int = field(default=512, metadata={"help": "Context length."})
@@ -109,8 +110,8 @@ class DefaultGRMConfig:
         unknown = [s for s in selected if s not in STAGES]
         if unknown:
             raise ValueError(f"unknown stages {unknown}; expected 'all' or a comma-separated selection of {STAGES}")
-        if self.hidden_size % 64:
-            raise ValueError(f"hidden_size must be a multiple of 64 (heads of 64 dimensions), got {self.hidden_size}")
+        if self.num_heads < 1 or self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} must split into num_heads={self.num_heads} equal heads")
         for name in ("sft_examples", "rft_examples", "grpo_examples", "meta_rm_examples", "eval_examples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -221,7 +222,7 @@ class Pipeline:
             len(tokenizer),
             hidden=c.hidden_size,
             layers=c.num_layers,
-            heads=c.hidden_size // 64,
+            heads=c.num_heads,
             max_positions=c.max_positions,
         )
         config.intermediate_size = c.intermediate_size
