@@ -11,8 +11,8 @@ from grm.training import is_correct
 from grm.training.synthetic import TEMPLATE, make_examples, solve
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_GREEDY_ACCURACY = 0.55  # measured: 0.74 on this seed; random weights score about 0
-SHIPPED_META_AUC = 0.65  # measured: 0.78
+SHIPPED_GREEDY_ACCURACY = 0.55  # measured: 0.65 on this seed; random weights score about 0
+SHIPPED_META_AUC = 0.65  # measured: 0.73
 TOY_STEPS = {  # the shipped stage configs with few, small steps
     "sft": {"max_steps": 300, "learning_rate": 5.0e-3, "per_device_train_batch_size": 8, "save_steps": 150},
     "rft": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
@@ -91,7 +91,7 @@ def test_shipped_grm_and_meta_rm_load_with_no_argument_and_judge_a_held_out_seed
     greedy = rm.score_batch(items, k=1, seed=0)
     correct = [is_correct(r.judgements[0].scores, e.truth) for e, r in zip(examples, greedy)]
     assert sum(correct) / len(correct) >= SHIPPED_GREEDY_ACCURACY
-    assert sum(r.n_valid for r in greedy) >= 0.9 * len(examples)  # measured: 78 of 80
+    assert sum(r.n_valid for r in greedy) >= 0.9 * len(examples)  # measured: 80 of 80
 
     meta = MetaRM.from_pretrained(progress=False)
     sampled = rm.score_batch(items[:40], k=4, seed=0, meta_rm=meta)

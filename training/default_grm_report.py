@@ -103,7 +103,8 @@ def _markdown(pipeline: Pipeline, results: dict[str, dict[str, Any]], plot_name:
         f"**Task**: the synthetic judging task (`grm.training.synthetic`): {', '.join(KINDS)} questions with 1-4 "
         f"candidate answers, exactly one right when there are several. **Teacher**: rule-based, wrong on "
         f"{_pct(c.teacher_error_rate)}% of its judgements by construction. **Model**: a Qwen2 with "
-        f"{init['num_hidden_layers']} layers, hidden size {init['hidden_size']}, {init['vocab_size']} tokens "
+        f"{init['num_hidden_layers']} layers, hidden size {init['hidden_size']}, "
+        f"{init['num_attention_heads']} attention heads, {init['vocab_size']} tokens "
         f"(own BPE tokenizer), {n_params / 1e6:.2f}M parameters. **Held out**: {c.eval_examples} examples of seed "
         f"{c.heldout_seed} (training used seeds {c.seed}..{c.seed + 4}); {_overlap(pipeline)}",
         "",
@@ -224,6 +225,23 @@ def _findings(pipeline: Pipeline, results: dict[str, dict[str, Any]], k: int) ->
             f"- {NAMES[name]}: Voting@k {trend} with k ({_pct(v1)} at k=1, {_pct(vk)} at k={k}); MetaRM@{k} is "
             f"{_pct(mk)}, {100 * (mk - vk):+.1f} points against Voting@{k}."
         )
+    rft_set = pipeline.model("rft") / "rft_data" / "sft.jsonl"
+    if rft_set.is_file() and greedy("rft") < greedy("sft"):
+        out.append(
+            f"- Why RFT can lower accuracy here: SPCT's rejection checks only the scores, and "
+            f"{_pct(1 - _faithful_share(rft_set))}% of the judgements it kept reach them through a wrong result or "
+            "analysis (two mistakes that cancel), which RFT then teaches; its few hundred rows come after tens of "
+            "thousands of teacher traces."
+        )
+    pooled, within, mixed = _meta_discrimination(pipeline, "grpo")
+    if mixed:
+        out.append(
+            f"- The meta RM on the shipped model's held-out samples: AUC {pooled:.2f} over all judgements pooled, "
+            f"{within:.2f} within an item (mean over the {mixed} items with both correct and incorrect judgements). "
+            "MetaRM@k chooses among one item's judgements, so the within-item figure is the one that counts: a "
+            "pooled AUC well above it means the meta RM learned which questions are hard more than which judgement "
+            "of a question is right."
+        )
     t1, tk = voting("teacher", 1), voting("teacher", k)
     out.append(
         f"- The teacher's errors are independent draws by construction, and voting removes most of them "
@@ -255,6 +273,31 @@ def _sample_accuracy(pipeline: Pipeline, name: str) -> tuple[float, float]:
     if not shares:
         return math.nan, math.nan
     return sum(shares) / len(shares), sum(s > 0.5 for s in shares) / len(shares)
+
+
+def _meta_discrimination(pipeline: Pipeline, name: str) -> tuple[float, float, int]:
+    """The meta RM's ROC-AUC on a model's sampled held-out judgements: pooled, the mean within items, and how many
+    items have both correct and incorrect judgements (0: nothing to measure)."""
+    from grm.eval.metrics import roc_auc
+    from grm.jsonl import read_rows
+    from grm.training.default_grm import _read_jsonl
+    from grm.training.rewards import is_correct
+
+    truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
+    labels, scores, within = [], [], []
+    path = pipeline.eval_dir(name, "sampled") / "cache.jsonl"
+    for _, row, _ in read_rows(path) if path.is_file() else ():
+        meta = (row or {}).get("reward", {}).get("meta_scores")
+        if not meta or row["id"] not in truth:
+            continue
+        judged = [float(is_correct(j["scores"], truth[row["id"]])) for j in row["reward"]["judgements"]]
+        labels += judged
+        scores += meta
+        if 0 < sum(judged) < len(judged):
+            within.append(roc_auc(judged, meta))
+    if not within:
+        return math.nan, math.nan, 0
+    return roc_auc(labels, scores), sum(within) / len(within), len(within)
 
 
 def _training(pipeline: Pipeline) -> list[str]:
