@@ -274,6 +274,31 @@ def hand_rows(n_examples: int) -> list[dict]:
     return rows
 
 
+def test_mixed_only_trains_on_the_examples_a_meta_rm_chooses_within(classifier_path, tmp_path, caplog):
+    from transformers import AutoTokenizer
+
+    from grm.training.meta_rm import load_splits
+
+    def write(path, rows):
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(path)
+
+    tokenizer = AutoTokenizer.from_pretrained(classifier_path)
+    rows = hand_rows(4)
+    rows[0]["label"] = 1  # example 0: one correct and one incorrect judgement; the others are all one or the other
+    paths = {"train_file": write(tmp_path / "t.jsonl", rows), "eval_file": write(tmp_path / "e.jsonl", hand_rows(2))}
+    config = MetaRMConfig(output_dir=str(tmp_path), model_name_or_path=str(classifier_path), **paths)
+    assert [len(ds) for ds in load_splits(config, tokenizer)] == [8, 4]
+    config.mixed_only = True
+    with caplog.at_level(logging.INFO, "grm.training"):
+        train, held = load_splits(config, tokenizer)
+    assert len(train) == 2 and sorted(train["labels"]) == [0, 1] and len(held) == 4  # held-out data stays whole
+    assert "mixed_only: 2 of 8 training judgements kept" in caplog.text
+    config.train_file = write(tmp_path / "t.jsonl", hand_rows(4))
+    with pytest.raises(ValueError, match="mixed_only: no example of .*t.jsonl has both correct and incorrect"):
+        load_splits(config, tokenizer)
+
+
 @pytest.mark.slow
 def test_cli_trains_reports_auc_and_resumes(classifier_path, tmp_path, caplog):
     train_file, eval_file, out = tmp_path / "train.jsonl", tmp_path / "eval.jsonl", tmp_path / "out"

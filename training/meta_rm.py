@@ -198,6 +198,13 @@ class MetaRMConfig(TrainingArguments):
     max_length: int = field(default=4096, metadata={"help": "longest input in tokens; the front of longer ones is cut"})
     template: str | None = field(default=None, metadata={"help": "meta RM template (.j2 path); default: built-in"})
     pos_weight: float = field(default=1.0, metadata={"help": "BCE weight of correct judgements (> 1 when rare)"})
+    mixed_only: bool = field(
+        default=False,
+        metadata={
+            "help": "train only on examples with both correct and incorrect judgements: the choice MetaRM@k makes "
+            "(the others teach which questions are hard, not which judgement of a question is right)"
+        },
+    )
     model_dtype: str = field(default="float32", metadata={"help": "dtype to load the weights in"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository"})
 
@@ -278,6 +285,8 @@ def load_splits(config: MetaRMConfig, tokenizer: Any) -> tuple[Any, Any]:
         chosen = set(random.Random(config.seed).sample(names, n_eval))
         held = train.select([i for i, g in enumerate(groups) if g in chosen])
         train = train.select([i for i, g in enumerate(groups) if g not in chosen])
+    if config.mixed_only:
+        train = _mixed(train, config.train_file)
     template = load_template(config.template)
     tokenize = functools.partial(_tokenize, tokenizer=tokenizer, template=template, max_length=config.max_length)
     out = []
@@ -294,6 +303,19 @@ def load_splits(config: MetaRMConfig, tokenizer: Any) -> tuple[Any, Any]:
         out.append(ds.remove_columns("n_cut"))
     logger.info("meta RM data: %d train and %d held-out judgements", len(out[0]), len(out[1]))
     return out[0], out[1]
+
+
+def _mixed(ds: Any, origin: str) -> Any:
+    """The rows of ``ds`` whose example has both correct and incorrect judgements (ValueError if none has)."""
+    groups = ds["example"] if "example" in ds.column_names else list(range(len(ds)))
+    labels: dict[Any, set[float]] = {}
+    for g, label in zip(groups, ds["label"]):
+        labels.setdefault(g, set()).add(float(label))
+    keep = [i for i, g in enumerate(groups) if len(labels[g]) == 2]
+    if not keep:
+        raise ValueError(f"mixed_only: no example of {origin} has both correct and incorrect judgements")
+    logger.info("mixed_only: %d of %d training judgements kept", len(keep), len(ds))
+    return ds.select(keep)
 
 
 def _tokenize(row: dict[str, Any], *, tokenizer: Any, template: Any, max_length: int) -> dict[str, Any]:
