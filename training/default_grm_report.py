@@ -257,19 +257,27 @@ def _findings(pipeline: Pipeline, results: dict[str, dict[str, Any]], k: int) ->
     return out
 
 
-def _sample_accuracy(pipeline: Pipeline, name: str) -> tuple[float, float]:
-    """Share of a model's sampled held-out judgements that are correct (SPCT's rule), and share of items on which
-    more than half of them are."""
+def _judged_samples(pipeline: Pipeline, name: str) -> list[tuple[list[float], list[float] | None]]:
+    """Per held-out item, a model's sampled judgements labelled 1.0 (correct by SPCT's rule) or 0.0, and the meta
+    RM's scores of them (None when the evaluation had no meta RM)."""
     from grm.jsonl import read_rows
     from grm.training.default_grm import _read_jsonl
     from grm.training.rewards import is_correct
 
     truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
-    shares = []
+    out = []
     for _, row, _ in read_rows(pipeline.eval_dir(name, "sampled") / "cache.jsonl"):
         if row is not None and row.get("id") in truth:
-            judged = [is_correct(j["scores"], truth[row["id"]]) for j in row["reward"]["judgements"]]
-            shares.append(sum(judged) / len(judged))
+            reward = row["reward"]
+            labels = [float(is_correct(j["scores"], truth[row["id"]])) for j in reward["judgements"]]
+            out.append((labels, reward.get("meta_scores")))
+    return out
+
+
+def _sample_accuracy(pipeline: Pipeline, name: str) -> tuple[float, float]:
+    """Share of a model's sampled held-out judgements that are correct (SPCT's rule), and share of items on which
+    more than half of them are."""
+    shares = [sum(labels) / len(labels) for labels, _ in _judged_samples(pipeline, name)]
     if not shares:
         return math.nan, math.nan
     return sum(shares) / len(shares), sum(s > 0.5 for s in shares) / len(shares)
@@ -279,25 +287,18 @@ def _meta_discrimination(pipeline: Pipeline, name: str) -> tuple[float, float, i
     """The meta RM's ROC-AUC on a model's sampled held-out judgements: pooled, the mean within items, and how many
     items have both correct and incorrect judgements (0: nothing to measure)."""
     from grm.eval.metrics import roc_auc
-    from grm.jsonl import read_rows
-    from grm.training.default_grm import _read_jsonl
-    from grm.training.rewards import is_correct
 
-    truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
-    labels, scores, within = [], [], []
-    path = pipeline.eval_dir(name, "sampled") / "cache.jsonl"
-    for _, row, _ in read_rows(path) if path.is_file() else ():
-        meta = (row or {}).get("reward", {}).get("meta_scores")
-        if not meta or row["id"] not in truth:
+    pooled_labels, pooled_scores, within = [], [], []
+    for labels, meta in _judged_samples(pipeline, name):
+        if not meta:
             continue
-        judged = [float(is_correct(j["scores"], truth[row["id"]])) for j in row["reward"]["judgements"]]
-        labels += judged
-        scores += meta
-        if 0 < sum(judged) < len(judged):
-            within.append(roc_auc(judged, meta))
+        pooled_labels += labels
+        pooled_scores += meta
+        if 0 < sum(labels) < len(labels):
+            within.append(roc_auc(labels, meta))
     if not within:
         return math.nan, math.nan, 0
-    return roc_auc(labels, scores), sum(within) / len(within), len(within)
+    return roc_auc(pooled_labels, pooled_scores), sum(within) / len(within), len(within)
 
 
 def _training(pipeline: Pipeline) -> list[str]:

@@ -275,7 +275,7 @@ def load_splits(config: MetaRMConfig, tokenizer: Any) -> tuple[Any, Any]:
     if config.eval_file:
         held = load_dataset("json", data_files=config.eval_file, split="train")
     else:
-        groups = train["example"] if "example" in train.column_names else list(range(len(train)))
+        groups = _examples(train)
         names = sorted(set(groups))
         n_eval = max(1, round(len(names) * config.eval_fraction))
         if n_eval >= len(names):
@@ -305,9 +305,14 @@ def load_splits(config: MetaRMConfig, tokenizer: Any) -> tuple[Any, Any]:
     return out[0], out[1]
 
 
+def _examples(ds: Any) -> list[Any]:
+    """The example each row's judgement belongs to (its own row number when the data has no ``example`` column)."""
+    return ds["example"] if "example" in ds.column_names else list(range(len(ds)))
+
+
 def _mixed(ds: Any, origin: str) -> Any:
     """The rows of ``ds`` whose example has both correct and incorrect judgements (ValueError if none has)."""
-    groups = ds["example"] if "example" in ds.column_names else list(range(len(ds)))
+    groups = _examples(ds)
     labels: dict[Any, set[float]] = {}
     for g, label in zip(groups, ds["label"]):
         labels.setdefault(g, set()).add(float(label))

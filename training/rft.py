@@ -47,7 +47,6 @@ from grm.training.common import (
     check_common,
     lora_config,
     parse_config,
-    resolve_template,
     resume_checkpoint,
     save_prompting,
 )
@@ -376,7 +375,7 @@ def run_rft(config: RFTConfig) -> RFTStats:
         rm = GRM.from_pretrained(
             config.model_name_or_path,
             config.sample_backend,
-            template=resolve_template(config),
+            template=config.template,  # None: the model's saved template, else default (as resolve_template)
             max_new_tokens=config.sample_max_new_tokens,
             **(config.sample_backend_kwargs or {}),
         )
