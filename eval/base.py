@@ -44,25 +44,44 @@ class EvalItem(Example):
 class Table:
     """Per-item numbers a benchmark's summary is computed from, as arrays (so bootstrap resamples are cheap).
 
-    ``values`` holds one number per item: 0..1 correctness for accuracy benchmarks, or the predicted score (NaN
-    when no judgement could be read) for ROC-AUC ones, whose ground truth is in ``labels``.
+    ``values`` holds one number per item (shape ``(items,)``), or ``Benchmark.width`` numbers (``(items, width)``,
+    the first being the item's main value): 0..1 correctness for accuracy benchmarks, or the predicted score (NaN
+    when no judgement could be read) for ROC-AUC ones, whose ground truth is in ``labels``. ``ids`` are the item
+    ids; ``units`` number the scoring units (items scored together, e.g. a pair judged in both orders, see
+    :meth:`Benchmark.unit`): a bootstrap resample draws whole units and numbers each drawn copy afresh.
     """
 
     subsets: list[str]
     codes: np.ndarray
     values: np.ndarray
     labels: np.ndarray
+    ids: np.ndarray | None = None
+    units: np.ndarray | None = None
 
-    def take(self, index: np.ndarray) -> Table:
-        return Table(self.subsets, self.codes[index], self.values[index], self.labels[index])
+    def take(self, index: np.ndarray, units: np.ndarray | None = None) -> Table:
+        """The items at ``index``; ``units`` (one per taken item) replaces their unit numbers when given."""
+        return Table(
+            self.subsets,
+            self.codes[index],
+            self.values[index],
+            self.labels[index],
+            None if self.ids is None else self.ids[index],
+            units if units is not None else None if self.units is None else self.units[index],
+        )
+
+    @property
+    def main(self) -> np.ndarray:
+        """Each item's main value (the first column when there are several)."""
+        return self.values if self.values.ndim == 1 else self.values[:, 0]
 
     def groups(self) -> list[np.ndarray]:
         """Item indices of each subset, in ``subsets`` order."""
         return [np.flatnonzero(self.codes == c) for c in range(len(self.subsets))]
 
-    def subset_means(self) -> dict[str, float]:
-        """Mean value per subset (subsets without items are left out)."""
-        sums = np.bincount(self.codes, weights=self.values, minlength=len(self.subsets))
+    def subset_means(self, values: np.ndarray | None = None) -> dict[str, float]:
+        """Mean of ``values`` (default: :attr:`main`) per subset; subsets without items are left out."""
+        values = self.main if values is None else values
+        sums = np.bincount(self.codes, weights=values, minlength=len(self.subsets))
         counts = np.bincount(self.codes, minlength=len(self.subsets))
         return {s: float(sums[c] / counts[c]) for c, s in enumerate(self.subsets) if counts[c]}
 
@@ -80,12 +99,16 @@ class Benchmark(ABC):
     """The hub dataset ``grm eval`` reads when given no ``--data``."""
     hub_split: str | None = None
     """The split read from a hub dataset when none is named."""
+    width: int = 1
+    """How many numbers :meth:`value` returns per item (the first is the item's main value)."""
+    fixed_order: bool = False
+    """The responses must be shown in the order given (a GRM scores them with shuffling off)."""
 
     @abstractmethod
     def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
         """Stream the benchmark's items from a local file or folder, or from a hub dataset name."""
 
-    def value(self, vote: Vote, truth: Sequence[float]) -> float:
+    def value(self, vote: Vote, truth: Sequence[float]) -> float | Sequence[float]:
         """1.0 if the voted best response (ties broken at random, as SPCT does) is the true best, else 0.0.
 
         A lone response has no best to pick (it would count as right whatever the scores): benchmarks with
@@ -97,6 +120,11 @@ class Benchmark(ABC):
     def label(self, truth: Sequence[float]) -> float:
         """The per-item ground truth a ROC-AUC benchmark needs; accuracy benchmarks need none."""
         return 0.0
+
+    def unit(self, item_id: str) -> str:
+        """The scoring unit an item belongs to: items whose scores only make sense together (a pair judged in
+        both orders) share one, and a bootstrap resamples units whole. Default: each item on its own."""
+        return item_id
 
     def summarize(self, table: Table) -> dict[str, float]:
         """Default rule: per-subset accuracy, and overall accuracy over all items."""

@@ -20,12 +20,15 @@ from grm.voting import vote
 
 @dataclass
 class Judged:
-    """One judged item, kept small: its subset, ground truth, judgements (text dropped) and meta scores."""
+    """One judged item, kept small: its subset, ground truth, judgements (text dropped) and meta scores, with
+    its id and its responses' lengths in characters (for the length diagnostic)."""
 
     subset: str
     truth: list[float]
     judgements: list[Judgement]
     meta: list[float] | None = None
+    id: str = ""
+    lengths: list[int] | None = None
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -67,8 +70,10 @@ def vote_values(
     seed: int,
     meta: bool = False,
     k_meta: int | None = None,
+    width: int = 1,
 ) -> np.ndarray:
-    """Per-item ``value(vote, truth)`` of votes over ``k`` judgements drawn from each item's, shape (draws, items).
+    """Per-item ``value(vote, truth)`` of votes over ``k`` judgements drawn from each item's: shape (draws, items),
+    or (draws, items, width) when ``value`` returns ``width`` > 1 numbers.
 
     With ``meta``, the items' meta scores guide the vote (the ``k_meta`` rated highest are voted; default half).
     Draw ``d`` uses the same random stream with or without ``meta``, so the two modes see the same subsets.
@@ -77,7 +82,7 @@ def vote_values(
     if len(pools) > 1 or k > min(pools, default=k):
         raise ValueError(f"cannot vote {k} judgements per item: items hold {sorted(pools)} judgements each")
     pool = pools.pop() if pools else k
-    out = np.empty((draws, len(judged)))
+    out = np.empty((draws, len(judged)) if width == 1 else (draws, len(judged), width))
     for d in range(draws):
         rng = random.Random(f"{seed}:{k}:{d}")  # tie-breaks
         if k < pool:  # k of the pool per item, at random, kept in sample order
@@ -100,30 +105,38 @@ def mean_summary(summaries: Sequence[dict[str, float]]) -> dict[str, float]:
     for s in summaries:
         for key, v in s.items():
             collected[key].append(v)
-    return {key: _nanmean(vs) for key, vs in collected.items()}
+    return {key: nanmean(vs) for key, vs in collected.items()}
 
 
 def bootstrap_intervals(
-    summaries: Callable[[np.ndarray], dict[str, float]],
+    summaries: Callable[[np.ndarray, np.ndarray], dict[str, float]],
     groups: Sequence[np.ndarray],
     *,
+    units: np.ndarray | None = None,
     n: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals of every score ``summaries(index)`` returns.
+    """Percentile bootstrap intervals of every score ``summaries(index, copies)`` returns.
 
     Each resample draws items with replacement within each group (subset), keeping the group sizes, so every
-    subset and section stays defined.
+    subset and section stays defined. With ``units`` (one integer per item), whole units are drawn instead of
+    items (a unit's items stay together, e.g. a pair judged in both orders) and ``copies`` numbers each drawn unit
+    copy afresh, so that a unit drawn twice counts twice; without, ``copies`` numbers the drawn items.
     """
     if n < 1:
         return {}
     rng = np.random.default_rng(seed)
-    groups = [g for g in groups if len(g)]
+    strata = [_clusters(g, units) for g in groups if len(g)]
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(n):
-        index = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
-        for key, v in summaries(index).items():
+        parts, copies, offset = [], [], 0
+        for members, starts, sizes in strata:
+            drawn = rng.integers(0, len(starts), len(starts))
+            parts.append(members[ranges(starts[drawn], sizes[drawn])])
+            copies.append(np.repeat(np.arange(offset, offset + len(drawn)), sizes[drawn]))
+            offset += len(drawn)
+        for key, v in summaries(np.concatenate(parts), np.concatenate(copies)).items():
             samples[key].append(v)
     tail = (1 - level) / 2
     intervals = {}
@@ -135,7 +148,25 @@ def bootstrap_intervals(
     return intervals
 
 
-def _nanmean(values: Sequence[float]) -> float:
+def ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] .. starts[i] + sizes[i] - 1`` of every range in turn, as one array."""
+    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
+
+
+def _clusters(group: np.ndarray, units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A group's items ordered by unit, with each unit's start and size in that order (units in first-seen
+    order; every item its own unit when ``units`` is None)."""
+    if units is None:
+        return group, np.arange(len(group)), np.ones(len(group), dtype=int)
+    _, first, inverse, sizes = np.unique(units[group], return_index=True, return_inverse=True, return_counts=True)
+    rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")  # unit codes in first-seen order
+    order = np.argsort(rank[inverse], kind="stable")
+    sizes = sizes[np.argsort(rank, kind="stable")]
+    return group[order], np.cumsum(sizes) - sizes, sizes
+
+
+def nanmean(values: Sequence[float] | np.ndarray) -> float:
+    """Mean of the values that are not NaN (any shape); NaN when there are none."""
     arr = np.asarray(values, dtype=float)
     arr = arr[~np.isnan(arr)]
     return float(arr.mean()) if len(arr) else float("nan")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,14 @@ from tqdm.auto import tqdm
 
 from grm.eval.base import Benchmark, EvalItem, Table
 from grm.eval.benchmarks import get_benchmark
+from grm.eval.diagnostics import Diagnosis, ItemSample, parse_checks, run_diagnostics
 from grm.eval.metrics import Judged, bootstrap_intervals, mean_summary, vote_values
+from grm.eval.scoring import is_grm, judge
 from grm.jsonl import JsonlWriter, load_finished
-from grm.model import Item, JudgementRater
-from grm.prompts import normalize_query
-from grm.types import Judgement, Message, Reward
+from grm.model import JudgementRater
+from grm.types import Judgement, Reward
 
 logger = logging.getLogger(__name__)
-
-ScalarRM = Callable[[list[Message], list[str]], Sequence[float]]
-"""A scalar reward model: ``(messages, responses) -> one score per response``, higher is better."""
 
 HEADLINE_KEYS = ("overall", "accuracy")
 """The score a curve and the report lead with: the first of these a summary has."""
@@ -52,6 +50,8 @@ class EvalResult:
     n_invalid: int
     n_unscored: int
     config: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Diagnosis] = field(default_factory=dict)
+    """Bias and reward-hacking checks (``length``, ``position``, ``injection``) when asked for."""
 
     @property
     def mode(self) -> str:
@@ -89,6 +89,8 @@ def evaluate(
     name: str | None = None,
     limit: int | None = None,
     progress: bool = True,
+    diagnose: str | Sequence[str] = (),
+    diagnose_sample: int = 100,
     **score_options: Any,
 ) -> EvalResult:
     """Score ``benchmark`` on ``data`` (a local file or folder, or a hub dataset name) and compute its scores.
@@ -99,19 +101,29 @@ def evaluate(
     With ``cache``, each item's judgements are appended to that JSONL file as they are made (a GRM's
     ``Reward.to_dict()``), keyed by item id, and a later call with the same cache scores only the items not in it.
     Voting@k and MetaRM@k for every k up to ``k`` are computed from the cached judgements by drawing k of them
-    ``draws`` times per item; intervals come from ``n_bootstrap`` resamples of the items.
+    ``draws`` times per item; intervals come from ``n_bootstrap`` resamples of the items (of whole units, see
+    :meth:`Benchmark.unit`).
+
+    ``diagnose`` names bias checks (``"length"``, ``"position"``, ``"injection"``, or a comma-separated string) run
+    beside the scores, see :mod:`grm.eval.diagnostics`; position and injection re-score ``diagnose_sample`` items
+    drawn at random (seeded), cached next to ``cache`` (``<cache stem>.diagnostics.jsonl``).
     """
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
-    is_grm = callable(getattr(scorer, "score_batch", None))
-    if not is_grm and not callable(scorer):
-        raise TypeError(f"scorer must be a GRM or a callable (messages, responses) -> scores, got {type(scorer)}")
-    if k < 1 or (not is_grm and k != 1):
+    grm_scorer = is_grm(scorer)
+    checks = parse_checks(diagnose)
+    if diagnose_sample < 1 and set(checks) - {"length"}:
+        raise ValueError(f"diagnose_sample must be >= 1, got {diagnose_sample}")
+    if bench.fixed_order and grm_scorer:
+        if score_options.get("shuffle"):
+            raise ValueError(f"{bench.name} shows the responses in a fixed order: shuffle must be off")
+        score_options["shuffle"] = False
+    if k < 1 or (not grm_scorer and k != 1):
         raise ValueError(f"k must be >= 1 for a GRM and 1 for a scalar reward function, got {k}")
-    if meta_rm is not None and not is_grm:
+    if meta_rm is not None and not grm_scorer:
         raise ValueError("meta_rm needs a GRM scorer: a scalar reward function has no judgements to rate")
     if draws < 1 or batch_size < 1:
         raise ValueError(f"draws and batch_size must be >= 1, got {draws} and {batch_size}")
-    if not is_grm and score_options:
+    if not grm_scorer and score_options:
         raise ValueError(f"options {sorted(score_options)} apply to a GRM only")
 
     cached = _load_cache(cache) if cache is not None else {}
@@ -120,23 +132,22 @@ def evaluate(
     seen: set[str] = set()
     writer = JsonlWriter(cache) if cache is not None else None
     n_cached = 0
+    sample = ItemSample(diagnose_sample if set(checks) - {"length"} else 0, seed)
 
     def flush() -> None:
         if not pending:
             return
-        if is_grm:
-            rewards = scorer.score_batch(
-                [Item(it.query, it.responses, it.principles, it.reference) for _, it in pending],
-                k=k,
-                seed=seed + pending[0][0],
-                meta_rm=meta_rm,
-                k_meta=k_meta,
-                **score_options,
-            )
-            outcomes = [(_row(it, reward=r), _judged_from_reward(it, r)) for (_, it), r in zip(pending, rewards)]
-        else:
-            outcomes = [_scalar(scorer, it) for _, it in pending]
-        for (position, _), (row, item_judged) in zip(pending, outcomes):
+        outcomes = judge(
+            scorer,
+            [it for _, it in pending],
+            k=k,
+            seed=seed + pending[0][0],
+            meta_rm=meta_rm,
+            k_meta=k_meta,
+            **score_options,
+        )
+        for (position, it), outcome in zip(pending, outcomes):
+            row, item_judged = _row(it, outcome), _judged(it, outcome)
             if writer is not None:
                 writer.write(row)
             judged[position] = item_judged
@@ -151,9 +162,10 @@ def evaluate(
                 if item.id in seen:
                     raise ValueError(f"duplicate item id {item.id!r} in {data}; ids key the cache and must be unique")
                 seen.add(item.id)
+                sample.offer(item)
                 judged.append(None)
                 if item.id in cached:
-                    judged[position] = _judged_from_cache(cached.pop(item.id), item, k, is_grm, meta_rm, cache)
+                    judged[position] = _judged_from_cache(cached.pop(item.id), item, k, grm_scorer, meta_rm, cache)
                     n_cached += 1
                     bar.update(1)
                 else:
@@ -174,7 +186,7 @@ def evaluate(
     config = {
         "benchmark": bench.name,
         "data": str(data),
-        "scorer": "grm" if is_grm else "scalar",
+        "scorer": "grm" if grm_scorer else "scalar",
         "k": k,
         "k_meta": k_meta,
         "meta_rm": meta_rm is not None,
@@ -186,9 +198,9 @@ def evaluate(
         "limit": limit,
         **score_options,
     }
-    return score_judged(
+    result = score_judged(
         bench,
-        judged,
+        judged,  # type: ignore[arg-type]
         k=k,
         k_meta=k_meta,
         seed=seed,
@@ -196,7 +208,25 @@ def evaluate(
         n_bootstrap=n_bootstrap,
         config=config,
         progress=progress,
-    )  # type: ignore[arg-type]
+    )
+    if checks:
+        config.update(diagnose=list(checks), diagnose_sample=diagnose_sample)
+        result.diagnostics = run_diagnostics(
+            checks,
+            judged,  # type: ignore[arg-type]
+            sample.items,
+            scorer,
+            k=k,
+            seed=seed,
+            meta_rm=meta_rm,
+            k_meta=k_meta,
+            batch_size=batch_size,
+            n_bootstrap=n_bootstrap,
+            cache=None if cache is None else Path(cache).with_suffix(".diagnostics.jsonl"),
+            progress=progress,
+            **score_options,
+        )
+    return result
 
 
 def score_judged(
@@ -216,6 +246,13 @@ def score_judged(
     code = {s: c for c, s in enumerate(subsets)}
     codes = np.array([code[j.subset] for j in judged])
     labels = np.array([bench.label(j.truth) for j in judged])
+    ids = np.array([j.id for j in judged], dtype=object)
+    unit_code: dict[str, int] = {}
+    units = np.array([unit_code.setdefault(bench.unit(j.id), len(unit_code)) for j in judged])
+
+    def table(values: np.ndarray) -> Table:
+        return Table(subsets, codes, values, labels, ids, units)
+
     modes = ["voting"] + (["metarm"] if all(j.meta is not None for j in judged) else [])
     scores: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
@@ -226,14 +263,25 @@ def score_judged(
             for kk in range(1, k + 1):
                 scaled = None if k_meta is None else max(1, round(kk * k_meta / k))
                 values = vote_values(
-                    judged, bench.value, kk, draws=draws, seed=seed, meta=mode == "metarm", k_meta=scaled
+                    judged,
+                    bench.value,
+                    kk,
+                    draws=draws,
+                    seed=seed,
+                    meta=mode == "metarm",
+                    k_meta=scaled,
+                    width=bench.width,
                 )
-                curves[mode][kk] = mean_summary([bench.summarize(Table(subsets, codes, v, labels)) for v in values])
+                curves[mode][kk] = mean_summary([bench.summarize(table(v)) for v in values])
                 bar.update(1)
-            table = Table(subsets, codes, values.mean(axis=0), labels)
+            mean_table = table(values.mean(axis=0))
             scores[mode] = curves[mode][k]
             intervals[mode] = bootstrap_intervals(
-                lambda index, t=table: bench.summarize(t.take(index)), table.groups(), n=n_bootstrap, seed=seed
+                lambda index, copies, t=mean_table: bench.summarize(t.take(index, copies)),
+                mean_table.groups(),
+                units=units,
+                n=n_bootstrap,
+                seed=seed,
             )
     n_valid = [sum(j.valid for j in item.judgements) for item in judged]
     return EvalResult(
@@ -252,12 +300,12 @@ def score_judged(
     )
 
 
-def _row(item: EvalItem, *, reward: Reward | None = None, scores: list[float] | None = None) -> dict[str, Any]:
+def _row(item: EvalItem, outcome: Reward | list[float]) -> dict[str, Any]:
     row: dict[str, Any] = {"id": item.id, "subset": item.subset}
-    if reward is not None:
-        row.update(k=len(reward.judgements), reward=reward.to_dict())
+    if isinstance(outcome, Reward):
+        row.update(k=len(outcome.judgements), reward=outcome.to_dict())
     else:
-        row["scores"] = scores
+        row["scores"] = outcome
     return row
 
 
@@ -266,21 +314,15 @@ def _light(judgements: Sequence[Judgement]) -> list[Judgement]:
     return [Judgement(text="", scores=j.scores, error=j.error) for j in judgements]
 
 
-def _judged_from_reward(item: EvalItem, reward: Reward) -> Judged:
-    return Judged(item.subset, list(item.truth), _light(reward.judgements), reward.meta_scores)
+def _judged(item: EvalItem, outcome: Reward | list[float]) -> Judged:
+    if isinstance(outcome, Reward):
+        return _item_judged(item, _light(outcome.judgements), outcome.meta_scores)
+    return _item_judged(item, [Judgement(text="", scores=outcome)])  # type: ignore[arg-type]
 
 
-def _scalar(scorer: ScalarRM, item: EvalItem) -> tuple[dict[str, Any], Judged]:
-    out = scorer(normalize_query(item.query), list(item.responses))
-    try:
-        scores = [float(s) for s in out]
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"item {item.id}: the reward function must return numbers, got {out!r:.80}") from e
-    if len(scores) != len(item.responses):
-        raise ValueError(
-            f"item {item.id}: the reward function returned {len(scores)} scores for {len(item.responses)} responses"
-        )
-    return _row(item, scores=scores), Judged(item.subset, list(item.truth), [Judgement(text="", scores=scores)])  # type: ignore[arg-type]
+def _item_judged(item: EvalItem, judgements: list[Judgement], meta: list[float] | None = None) -> Judged:
+    lengths = [len(r) for r in item.responses]
+    return Judged(item.subset, list(item.truth), judgements, meta, id=item.id, lengths=lengths)
 
 
 def _load_cache(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -302,20 +344,20 @@ def _compact(row: dict[str, Any], path: str | Path) -> dict[str, Any]:
 
 
 def _judged_from_cache(
-    entry: dict[str, Any], item: EvalItem, k: int, is_grm: bool, meta_rm: Any, cache: str | Path | None
+    entry: dict[str, Any], item: EvalItem, k: int, grm_scorer: bool, meta_rm: Any, cache: str | Path | None
 ) -> Judged:
     hint = "pass another cache (or --output) to start afresh"
-    if (entry["k"] is not None) != is_grm:
+    if (entry["k"] is not None) != grm_scorer:
         made = "a GRM" if entry["k"] is not None else "a scalar reward function"
         raise ValueError(f"{cache}: item {item.id!r} was judged by {made}, not by this scorer; {hint}")
-    if is_grm and entry["k"] != k:
+    if grm_scorer and entry["k"] != k:
         raise ValueError(f"{cache}: item {item.id!r} has k={entry['k']} cached judgements, expected k={k}; {hint}")
     if meta_rm is not None and entry["meta"] is None:
         raise ValueError(f"{cache}: item {item.id!r} was judged without a meta RM; {hint}")
     n = len(item.responses)
     if any(j.scores is not None and len(j.scores) != n for j in entry["judgements"]):
         raise ValueError(f"{cache}: item {item.id!r} has cached scores for other than its {n} responses; {hint}")
-    return Judged(item.subset, list(item.truth), entry["judgements"], entry["meta"])
+    return _item_judged(item, entry["judgements"], entry["meta"])
 
 
 def _json_safe(x: Any) -> Any:

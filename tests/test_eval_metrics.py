@@ -87,7 +87,7 @@ def test_bootstrap_intervals_are_seeded_and_stratified():
     values = np.array([1.0] * 30 + [0.0] * 10 + [1.0] * 5 + [0.0] * 15)
     groups = [np.arange(40), np.arange(40, 60)]
 
-    def summary(index):
+    def summary(index, _copies):
         return {"mean": float(values[index].mean())}
 
     a = bootstrap_intervals(summary, groups, n=300, seed=3)
@@ -96,3 +96,29 @@ def test_bootstrap_intervals_are_seeded_and_stratified():
     assert lo < values.mean() < hi and hi - lo < 0.4
     assert bootstrap_intervals(summary, [np.arange(30)], n=50, seed=0)["mean"] == (1.0, 1.0)
     assert bootstrap_intervals(summary, groups, n=0) == {}
+
+
+def test_bootstrap_draws_whole_units_and_numbers_each_copy():
+    # four units of two items each (a pair judged in both orders); a unit's items always come together, and a unit
+    # drawn twice appears as two copies with distinct numbers
+    units = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    seen = []
+
+    def summary(index, copies):
+        seen.append((index, copies))
+        return {"pairs": len(set(copies.tolist()))}
+
+    intervals = bootstrap_intervals(summary, [np.arange(8)], units=units, n=200, seed=5)
+    assert intervals["pairs"] == (4.0, 4.0), "every resample holds four unit copies"
+    for index, copies in seen:
+        assert len(index) == 8 and (units[index][0::2] == units[index][1::2]).all()
+        assert (copies[0::2] == copies[1::2]).all() and len(set(copies[0::2].tolist())) == 4
+    assert any(len(set(units[index].tolist())) < 4 for index, _ in seen), "some resample draws a unit twice"
+    # units keep the stratification: a unit never leaves its group
+    strata = bootstrap_intervals(
+        lambda index, copies: {"first": float((index < 4).mean())},
+        [np.arange(4), np.arange(4, 8)],
+        units=units,
+        n=50,
+    )
+    assert strata["first"] == (0.5, 0.5)

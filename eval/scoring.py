@@ -1,0 +1,67 @@
+"""Calling a scorer, a GRM or a scalar reward function, the same way for evaluation and diagnostics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from grm.eval.base import EvalItem
+from grm.model import Item, JudgementRater
+from grm.prompts import normalize_query
+from grm.types import Message, Reward
+
+ScalarRM = Callable[[list[Message], list[str]], Sequence[float]]
+"""A scalar reward model: ``(messages, responses) -> one score per response``, higher is better."""
+
+
+def is_grm(scorer: Any) -> bool:
+    """Whether ``scorer`` is a GRM (has ``score_batch``), as opposed to a scalar reward function; anything else
+    is a TypeError."""
+    if callable(getattr(scorer, "score_batch", None)):
+        return True
+    if not callable(scorer):
+        raise TypeError(f"scorer must be a GRM or a callable (messages, responses) -> scores, got {type(scorer)}")
+    return False
+
+
+def judge(
+    scorer: Any,
+    items: Sequence[EvalItem],
+    *,
+    k: int,
+    seed: int,
+    meta_rm: JudgementRater | None = None,
+    k_meta: int | None = None,
+    **score_options: Any,
+) -> list[Reward | list[float]]:
+    """Score ``items`` with a GRM (one :class:`~grm.types.Reward` each, ``k`` judgements; ``score_options`` go to
+    ``score_batch``) or a scalar reward function (one checked list of floats each)."""
+    if is_grm(scorer):
+        return scorer.score_batch(
+            [Item(it.query, it.responses, principles=it.principles, reference=it.reference) for it in items],
+            k=k,
+            seed=seed,
+            meta_rm=meta_rm,
+            k_meta=k_meta,
+            **score_options,
+        )
+    return [_scalar_scores(scorer, it) for it in items]
+
+
+def mean_scores(outcome: Reward | list[float]) -> list[float] | None:
+    """Per-response scores of a :func:`judge` outcome: a Reward's voted mean (None if no judgement could be
+    read), or a scalar reward function's scores."""
+    return outcome.mean if isinstance(outcome, Reward) else outcome
+
+
+def _scalar_scores(scorer: ScalarRM, item: EvalItem) -> list[float]:
+    out = scorer(normalize_query(item.query), list(item.responses))
+    try:
+        scores = [float(s) for s in out]
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"item {item.id}: the reward function must return numbers, got {out!r:.80}") from e
+    if len(scores) != len(item.responses):
+        raise ValueError(
+            f"item {item.id}: the reward function returned {len(scores)} scores for {len(item.responses)} responses"
+        )
+    return scores
