@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from grm.jsonl import read_rows
-from grm.training.rewards import best_index
+from grm.rule import best_index
 from grm.types import Example
 from grm.voting import Vote
 

@@ -1,4 +1,5 @@
-"""Metrics over judged items: votes of k sampled judgements, ROC-AUC, bootstrap confidence intervals.
+"""Metrics over judged items: votes of k sampled judgements, bootstrap confidence intervals (ROC-AUC, which
+training shares, lives in :mod:`grm.metrics` and is re-exported here).
 
 Voting@k for every k <= k_max comes from one run with k_max judgements per item: each draw picks k of them at
 random (without replacement) and votes them with :func:`grm.voting.vote`, which breaks ties for the best
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grm.metrics import average_ranks as average_ranks  # re-exported: eval's metrics, shared with training
+from grm.metrics import roc_auc as roc_auc
 from grm.types import Judgement
 from grm.voting import vote
 
@@ -29,36 +32,6 @@ class Judged:
     meta: list[float] | None = None
     id: str = ""
     lengths: list[int] | None = None
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for ``labels == 1`` (the Mann-Whitney statistic).
-
-    Tied scores count one half. An item without a score (NaN) is tied with every other item, so it moves the
-    area towards 0.5 instead of being dropped. NaN when only one class is present.
-    """
-    labels, scores = np.asarray(labels, dtype=float), np.asarray(scores, dtype=float)
-    pos = labels == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    valid = ~np.isnan(scores)
-    ranks = average_ranks(scores[valid])
-    v_pos = pos[valid]
-    vp, vn = int(v_pos.sum()), int((~v_pos).sum())
-    wins = ranks[v_pos].sum() - vp * (vp + 1) / 2
-    return float((wins + 0.5 * (n_pos * n_neg - vp * vn)) / (n_pos * n_neg))
-
-
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x``, ties given the mean of the ranks they span."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]]) if len(xs) else np.array([], dtype=int)
-    ends = np.r_[starts[1:], len(xs)]
-    ranks = np.empty(len(x))
-    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
-    return ranks
 
 
 def vote_values(

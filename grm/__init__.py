@@ -2,16 +2,18 @@
 
 from grm.backends import Backend, Completion, GenerationRequest, Sampling
 from grm.meta_rm import MetaRM
-from grm.model import GRM, Item
+from grm.model import GRM
 from grm.parsing import parse_judgement
 from grm.prompts import PromptTemplate, TemplateError
-from grm.types import Example, Judgement, Principle, Reward
+from grm.scoring import ScoringOptions
+from grm.types import Example, Item, Judgement, Principle, Reward
 from grm.voting import vote
 
 __version__ = "0.1.0"
 __all__ = [
     "GRM",
     "Item",
+    "ScoringOptions",
     "MetaRM",
     "Backend",
     "Completion",

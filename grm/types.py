@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 Message = dict[str, str]
 """One chat message: ``{"role": "user" | "assistant" | "system", "content": str}``."""
+
+
+def completion_text(completion: str | Sequence[Message]) -> str:
+    """The text of a completion given as a string or as conversational messages (their contents joined), as
+    TRL passes completions to reward functions."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+
+
+@dataclass
+class Item:
+    """One thing to score: a query (a string or chat messages) and its responses, with optional ``principles``
+    for the GRM to judge by and a ``reference`` answer.
+
+    :class:`Example` adds ground truth; ``grm.eval``'s ``EvalItem`` adds the benchmark subset.
+    """
+
+    query: str | list[Message]
+    responses: list[str]
+    principles: str | list[str] | None = field(default=None, kw_only=True)
+    reference: str | None = field(default=None, kw_only=True)
+
+    @classmethod
+    def coerce(cls, item: Item | Mapping[str, Any] | Sequence[Any]) -> Item:
+        """Validate an Item, a mapping with ``query`` and ``responses``, or a ``(query, responses)`` pair, and
+        return a new normalized Item."""
+        from grm.prompts import normalize_query, normalize_responses
+
+        if isinstance(item, Item):
+            return Item(
+                normalize_query(item.query),
+                normalize_responses(item.responses),
+                principles=item.principles,
+                reference=item.reference,
+            )
+        if isinstance(item, Mapping):
+            unknown = set(item) - {"query", "responses", "principles", "reference", "id"}
+            if "query" not in item or "responses" not in item:
+                raise ValueError(f"an item needs 'query' and 'responses'; got keys {sorted(item)}")
+            if unknown:
+                raise ValueError(
+                    f"unknown item keys {sorted(unknown)}; expected query, responses, principles, reference"
+                )
+            item = Item(
+                item["query"], item["responses"], principles=item.get("principles"), reference=item.get("reference")
+            )
+            return Item.coerce(item)
+        if isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
+            return Item.coerce(Item(item[0], item[1]))
+        raise TypeError(f"cannot read an item from {type(item).__name__}; give a dict or a (query, responses) pair")
 
 
 @dataclass
@@ -72,6 +124,14 @@ class Reward:
     def n_invalid(self) -> int:
         return len(self.judgements) - self.n_valid
 
+    def normalized(self, score_range: Sequence[int]) -> list[float] | None:
+        """``mean`` mapped linearly from the GRM's ``score_range`` (low, high) onto [0, 1]; all 0.0 for a range
+        of one value; None when no judgement was valid."""
+        if self.mean is None:
+            return None
+        lo, hi = score_range
+        return [(m - lo) / (hi - lo) if hi > lo else 0.0 for m in self.mean]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -83,24 +143,21 @@ class Reward:
 
 
 @dataclass
-class Example:
-    """A labelled item for training and evaluation.
+class Example(Item):
+    """A labelled :class:`Item` for training and evaluation, with an optional ``id``.
 
     ``truth`` holds one ground-truth reward per response: with n >= 2 responses its unique maximum marks the
     best one; with one response it is the response's true rating (e.g. 1/0 for correct/incorrect).
     """
 
-    query: str | list[Message]
-    responses: list[str]
     truth: list[float]
     id: str | None = None
-    principles: str | list[str] | None = None
-    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Example:
-        known = {"query", "responses", "truth", "id", "principles", "reference"}
+        """The example (of this class) in a dict such as :meth:`to_dict` writes; keys it does not know are ignored."""
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

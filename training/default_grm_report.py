@@ -286,7 +286,7 @@ def _sample_accuracy(pipeline: Pipeline, name: str) -> tuple[float, float]:
 def _meta_discrimination(pipeline: Pipeline, name: str) -> tuple[float, float, int]:
     """The meta RM's ROC-AUC on a model's sampled held-out judgements: pooled, the mean within items, and how many
     items have both correct and incorrect judgements (0: nothing to measure)."""
-    from grm.eval.metrics import roc_auc
+    from grm.metrics import roc_auc
 
     pooled_labels, pooled_scores, within = [], [], []
     for labels, meta in _judged_samples(pipeline, name):

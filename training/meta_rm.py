@@ -25,13 +25,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import TrainingArguments
 
-from grm.eval.metrics import roc_auc
 from grm.jsonl import JsonlWriter, load_finished
 from grm.meta_rm import TEMPLATE_FILE, build_messages, encode, ensure_pad_id, load_template, pad
-from grm.model import Item
+from grm.metrics import roc_auc
+from grm.rule import best_index, is_correct
+from grm.scoring import ScoringOptions, resolve_options
+from grm.seeding import seed_for
 from grm.training.common import parse_config, resume_checkpoint
-from grm.training.rewards import best_index, is_correct
-from grm.types import Example
+from grm.types import Example, Item
 
 if TYPE_CHECKING:
     from grm.model import GRM
@@ -58,14 +59,16 @@ def build_dataset(
     grm: GRM,
     examples: Iterable[Example],
     output: str | Path,
+    options: ScoringOptions | None = None,
     *,
-    k: int = 8,
     chunk_size: int = 16,
-    seed: int | None = None,
-    temperature: float | None = None,
-    max_new_tokens: int | None = None,
+    **overrides: Any,
 ) -> BuildStats:
     """Sample ``k`` judgements of each example with ``grm`` and append one labelled row per judgement to ``output``.
+
+    ``options`` (default ``ScoringOptions(k=8)``; fields also by keyword, e.g. ``k=4, seed=0``) set the sampling;
+    chunks of ``chunk_size`` examples go to ``grm.score_batch`` at a time, each seeded from ``seed`` plus the
+    position of its first example. Every judgement is labelled, so ``adaptive`` (which draws fewer) cannot be used.
 
     A row holds ``key`` (``"example:sample"``), ``example`` (the example's position in ``examples``), ``sample``,
     ``id``, ``query`` (chat messages), ``responses`` (the example's order), ``truth``, ``order`` (the response
@@ -74,8 +77,10 @@ def build_dataset(
     interrupted run resumes; a partly written example gets fresh samples for its missing rows. Malformed examples
     (truth of the wrong length, no unique best among n >= 2) are logged and skipped.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    options = resolve_options(options, overrides, default=ScoringOptions(k=8))
+    if options.adaptive:
+        raise ValueError("build_dataset labels all k judgements of every example; adaptive=True would draw fewer")
+    k = options.k
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     have: dict[int, set[int]] = defaultdict(set)
@@ -88,11 +93,7 @@ def build_dataset(
         if not pending:
             return
         rewards = grm.score_batch(
-            [item for _, _, item, _ in pending],
-            k=k,
-            seed=None if seed is None else seed + pending[0][0],
-            temperature=temperature,
-            max_new_tokens=max_new_tokens,
+            [item for _, _, item, _ in pending], options.replace(seed=seed_for(options.seed, pending[0][0]))
         )
         for (index, example, item, missing), reward in zip(pending, rewards):
             for sample in missing:
@@ -155,7 +156,7 @@ def _labelled_item(example: Example) -> Item:
     """The GRM item for an example, after checking its truth can label judgements."""
     if not isinstance(example, Example):
         raise TypeError(f"expected a grm.types.Example, got {type(example).__name__}")
-    item = Item.coerce(Item(example.query, example.responses, example.principles, example.reference))
+    item = Item.coerce(example)
     if len(example.truth) != len(item.responses):
         raise ValueError(f"truth has {len(example.truth)} values for {len(item.responses)} responses")
     if len(item.responses) > 1:

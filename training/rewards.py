@@ -1,35 +1,15 @@
-"""The SPCT correctness rule (is a judgement's set of scores right, given ground-truth rewards?) and the
-rule-based reward built on it for online RL."""
+"""The rule-based reward for online RL, built on SPCT's correctness rule (:mod:`grm.rule`, re-exported here)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from grm.integrations.trl import completion_text
 from grm.parsing import parse_judgement
+from grm.rule import best_index, is_correct
+from grm.types import completion_text
 
-
-def best_index(truth: Sequence[float]) -> int:
-    """Index of the unique maximum of ``truth``; ValueError if the maximum is shared (no unique best)."""
-    if len(truth) < 1:
-        raise ValueError("truth is empty")
-    top = max(truth)
-    winners = [i for i, t in enumerate(truth) if t == top]
-    if len(winners) > 1:
-        raise ValueError(f"truth {list(truth)} has no unique best (responses {winners} tie at {top})")
-    return winners[0]
-
-
-def is_correct(scores: Sequence[int] | None, truth: Sequence[float]) -> bool:
-    """SPCT's rule. With n >= 2 responses: the score of argmax(truth) is strictly above every other score.
-    With one response: the score equals the ground-truth rating. Missing scores or a wrong count: False."""
-    if scores is None or len(scores) != len(truth):
-        return False
-    if len(truth) == 1:
-        return scores[0] == truth[0]
-    b = best_index(truth)
-    return all(scores[b] > s for i, s in enumerate(scores) if i != b)
+__all__ = ["best_index", "is_correct", "spct_reward"]
 
 
 def spct_reward(

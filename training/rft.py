@@ -28,7 +28,6 @@ import gc
 import json
 import logging
 import os
-import random
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,8 +39,10 @@ from trl import SFTConfig
 
 from grm.backends import GenerationRequest, Sampling
 from grm.jsonl import JsonlWriter, load_finished, read_rows
-from grm.model import GRM, SAMPLING_TEMPERATURE, Item
-from grm.parsing import parse_judgement
+from grm.model import GRM
+from grm.rule import best_index, is_correct
+from grm.scoring import SAMPLING_TEMPERATURE, read_judgement
+from grm.seeding import random_seed, seed_for, seeded_rng
 from grm.training.common import (
     GRMTrainingArguments,
     check_common,
@@ -51,7 +52,6 @@ from grm.training.common import (
     save_prompting,
 )
 from grm.training.data import LoadStats, iter_examples
-from grm.training.rewards import best_index, is_correct
 from grm.types import Example, Judgement
 
 logger = logging.getLogger(__name__)
@@ -242,9 +242,9 @@ class _Sampler:
         samples: list[list[tuple[Judgement, bool, bool]]] = [[] for _ in chunk]  # (judgement, correct, hinted)
         if self.hinted != "only":
             rewards = self.rm.score_batch(
-                [Item(e.query, e.responses, e.principles, e.reference) for _, e in chunk],
+                [e for _, e in chunk],
                 k=self.n_rft,
-                seed=self.seed + chunk[0][0],
+                seed=seed_for(self.seed, chunk[0][0]),
                 temperature=self.temperature,
                 max_new_tokens=self.max_new_tokens,
             )
@@ -264,30 +264,20 @@ class _Sampler:
         orders, requests = [], []
         temperature = SAMPLING_TEMPERATURE if self.temperature is None else self.temperature
         for index, e in chunk:
-            rng = random.Random(f"{self.seed}:{index}:hint")
+            rng = seeded_rng(self.seed, index, "hint")
             order = list(range(len(e.responses)))
             rng.shuffle(order)
             hint = order.index(best_index(e.truth)) if len(order) > 1 else int(e.truth[0])
             messages = self.rm.build_prompt(
                 e.query, [e.responses[p] for p in order], principles=e.principles, reference=e.reference, hint=hint
             )
-            sampling = Sampling(temperature, self.max_new_tokens, seed=rng.randrange(2**31) if temperature else None)
+            sampling = Sampling(temperature, self.max_new_tokens, seed=random_seed(rng) if temperature else None)
             orders.append(order)
             requests.append(GenerationRequest(messages, 1, sampling))
         outputs = self.rm.backend.generate(requests)
         if len(outputs) != len(requests) or any(len(o) != 1 for o in outputs):
             raise RuntimeError(f"backend returned {[len(o) for o in outputs]} completions for {len(requests)} x 1")
-        judgements = []
-        for order, (completion,) in zip(orders, outputs):
-            if completion.error:
-                judgements.append(Judgement(completion.text, order=order, error=completion.error))
-                continue
-            j = parse_judgement(completion.text, len(order), self.rm.score_range)
-            j.order, j.n_tokens = order, completion.n_tokens
-            if j.scores is not None:  # shown order -> the example's order
-                j.scores = [j.scores[order.index(i)] for i in range(len(order))]
-            judgements.append(j)
-        return judgements
+        return [read_judgement(c, order, self.rm.score_range) for order, (c,) in zip(orders, outputs)]
 
     def _write(
         self,

@@ -7,9 +7,12 @@ arguments and expects one float (or None) per completion. :class:`GRMReward` jud
   ``n_max``), so a policy's group is compared on one scale in the same judgement;
 - ``mode="pointwise"`` judges each completion alone, optionally against a reference answer from a dataset column.
 
-The reward is the voted mean score mapped linearly onto [0, 1] (``(mean - low) / (high - low)`` for the GRM's
-score range). A completion whose judgements all fail to parse gets ``None``, which TRL ignores; the count is
-logged as ``grm/unscored`` together with ``grm/invalid_judgements`` (fraction) when TRL passes ``log_metric``.
+The reward is the voted mean score mapped linearly onto [0, 1] for the GRM's score range
+(:meth:`grm.Reward.normalized`). Scoring settings (``k``, ``seed``, ``temperature``...) are a
+:class:`grm.ScoringOptions`, given whole or by keyword; ``seed`` seeds the first call and each later call draws
+afresh from ``seed`` plus the number of calls before it. A completion whose judgements all fail to parse gets
+``None``, which TRL ignores; the count is logged as ``grm/unscored`` together with ``grm/invalid_judgements``
+(fraction) when TRL passes ``log_metric``.
 """
 
 from __future__ import annotations
@@ -19,35 +22,34 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from grm.model import GRM, Item, JudgementRater
-from grm.types import Reward
+from grm.model import GRM
+from grm.scoring import JudgementRater, ScoringOptions, check_meta_rm, chunks, resolve_options
+from grm.seeding import seed_for
+from grm.types import Item, Reward, completion_text
+
+__all__ = ["AsyncGRMReward", "GRMReward", "completion_text"]
 
 logger = logging.getLogger(__name__)
 MODES = ("group", "pointwise")
 
 
-def completion_text(completion: str | list[dict[str, str]]) -> str:
-    """The text of a TRL completion: a string, or conversational messages (their contents joined)."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
-
-
 class GRMReward:
-    """Reward function for TRL trainers backed by a :class:`grm.GRM` (see the module docs for the scale)."""
+    """Reward function for TRL trainers backed by a :class:`grm.GRM` (see the module docs for the scale).
+
+    ``options`` (or its fields as keywords, e.g. ``k=4``) set how each call scores; ``meta_rm`` rates the
+    judgements for meta-guided voting (``k_meta``); ``n_max`` caps the completions judged in one prompt.
+    """
 
     def __init__(
         self,
         rm: GRM,
+        options: ScoringOptions | None = None,
         *,
-        k: int = 1,
         mode: str = "group",
         n_max: int = 8,
         meta_rm: JudgementRater | None = None,
-        k_meta: int | None = None,
         reference_column: str | None = None,
-        seed: int | None = None,
-        **score_kwargs: Any,
+        **overrides: Any,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -56,8 +58,8 @@ class GRMReward:
         if reference_column is not None and mode != "pointwise":
             raise ValueError("reference_column is for mode='pointwise'; group mode compares completions instead")
         self.rm, self.mode, self.n_max, self.reference_column = rm, mode, n_max, reference_column
-        self.seed = seed
-        self.score_kwargs = dict(score_kwargs, k=k, meta_rm=meta_rm, k_meta=k_meta)
+        self.options, self.meta_rm = resolve_options(options, overrides), meta_rm
+        check_meta_rm(self.options, meta_rm is not None)
         self.__name__ = f"grm_{mode}"  # the name TRL logs the reward under
         self.calls = 0
 
@@ -80,19 +82,19 @@ class GRMReward:
             groups.setdefault(json.dumps(p, sort_keys=True), []).append(i)
         out = []
         for indices in groups.values():
-            for start in range(0, len(indices), self.n_max):
-                chunk = indices[start : start + self.n_max]
+            for part in chunks(len(indices), self.n_max):
+                chunk = [indices[i] for i in part]
                 out.append((Item(prompts[chunk[0]], [texts[i] for i in chunk]), chunk))
         return out
 
     def rewards(self, plan: list[tuple[Item, list[int]]], results: Sequence[Reward], n: int) -> list[float | None]:
         """Map voted results back onto the completions, normalised to [0, 1]."""
-        lo, hi = self.rm.score_range
         out: list[float | None] = [None] * n
         for (_, indices), r in zip(plan, results):
-            if r.mean is not None:
-                for i, m in zip(indices, r.mean):
-                    out[i] = (m - lo) / (hi - lo) if hi > lo else 0.0
+            normalized = r.normalized(self.rm.score_range)
+            if normalized is not None:
+                for i, x in zip(indices, normalized):
+                    out[i] = x
         return out
 
     def __call__(
@@ -103,12 +105,13 @@ class GRMReward:
         **kwargs: Any,
     ) -> list[float | None]:
         plan = self.items(prompts, completions, **kwargs)
-        results = self.rm.score_batch([item for item, _ in plan], seed=self._next_seed(), **self.score_kwargs)
+        results = self.rm.score_batch([item for item, _ in plan], self._next_options(), meta_rm=self.meta_rm)
         return self._finish(plan, results, len(completions), log_metric)
 
-    def _next_seed(self) -> int | None:
+    def _next_options(self) -> ScoringOptions:
+        """This call's options: a seed of its own (see the module docs)."""
         self.calls += 1
-        return None if self.seed is None else self.seed + self.calls - 1
+        return self.options.replace(seed=seed_for(self.options.seed, self.calls - 1))
 
     def _finish(self, plan, results: Sequence[Reward], n: int, log_metric) -> list[float | None]:
         rewards = self.rewards(plan, results, n)
@@ -141,5 +144,5 @@ class AsyncGRMReward(GRMReward):
         **kwargs: Any,
     ) -> list[float | None]:
         plan = self.items(prompts, completions, **kwargs)
-        results = await self.rm.ascore_batch([item for item, _ in plan], seed=self._next_seed(), **self.score_kwargs)
+        results = await self.rm.ascore_batch([item for item, _ in plan], self._next_options(), meta_rm=self.meta_rm)
         return self._finish(plan, results, len(completions), log_metric)
