@@ -23,7 +23,8 @@ import zlib
 from collections.abc import Sequence
 
 from grm import GRM, Completion, GenerationRequest
-from grm.search import AnswerChecker, GRMVerifier, Policy, Strategy, aggregate, calibrate, is_correct
+from grm.search import AnswerChecker, GRMVerifier, Policy, Strategy, calibrate, check_results
+from grm.search.prm import aggregate
 
 D = "\n\n"
 _PROBLEM = re.compile(r"Start with (-?\d+), then (.+)\. What is the result\?")
@@ -169,7 +170,7 @@ def measure(runner, problems: list[str], verifier: str, seed: int, check) -> tup
     policy, judge = components(verifier, seed)
     results = runner.run(policy, problems, judge, progress=False)
     n = len(results)
-    acc = sum(is_correct(check, results)) / n
+    acc = sum(check_results(check, results)) / n
     return acc, sum(r.policy_tokens for r in results) / n, sum(r.verifier_tokens for r in results) / n
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ScriptedBackend, judge_by, shown_responses
 from grm import GRM, Completion, GenerationRequest
+from grm.scoring import chunks
 from grm.search import (
     AnswerChecker,
     ComputeOptimal,
@@ -16,17 +17,15 @@ from grm.search import (
     Policy,
     Strategy,
     Verification,
-    aggregate,
     beam_search,
     best_of_n,
-    chunks,
     dvts,
     extract_answer,
-    level_edges,
     math_equal,
-    select,
-    tally,
 )
+from grm.search.answers import select, tally
+from grm.search.optimal import level_edges
+from grm.search.prm import aggregate
 
 D = "\n\n"
 

@@ -8,7 +8,8 @@ from test_search import ScriptedPolicy
 
 from grm import GRM, GenerationRequest, Sampling
 from grm.backends.transformers import TransformersBackend
-from grm.search import GRMVerifier, Policy, PRMVerifier, aggregate, beam_search, best_of_n
+from grm.search import GRMVerifier, Policy, PRMVerifier, beam_search, best_of_n
+from grm.search.prm import aggregate
 from grm.tiny import build_causal_lm, build_tiny_prm, save, teach
 
 pytestmark = pytest.mark.slow

@@ -306,12 +306,12 @@ def calibrate(
         results = strategy.run(
             policy, problems, verifier, seed=seed, answer_of=answer_of, equal=equal, progress=progress
         )
-        correct.append(is_correct(check, results))
+        correct.append(check_results(check, results))
         tokens.append([r.tokens for r in results])
     return Calibration(list(strategies), [p.difficulty for p in probes], correct, tokens, n_probe)
 
 
-def is_correct(check: Verifier, results: Sequence[SearchResult]) -> list[bool]:
+def check_results(check: Verifier, results: Sequence[SearchResult]) -> list[bool]:
     """Whether each result's chosen solution passes ``check`` (score >= 0.5); no solution is wrong."""
     chosen = [i for i, r in enumerate(results) if r.text is not None]
     rated = verify_batch(check, [(results[i].problem, [results[i].text]) for i in chosen])  # type: ignore[list-item]

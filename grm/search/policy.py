@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from grm.backends import Backend, Completion, GenerationRequest, Sampling
+from grm.seeding import request_seed
 from grm.types import Message
 
 
@@ -55,7 +56,7 @@ class Policy:
         self._calls += 1
         requests = []
         for r, (problem, prefix, n) in enumerate(asks):
-            seed = None if self.seed is None else (self.seed * 1_000_003 + call * 7919 + r) % 2**31
+            seed = None if self.seed is None else request_seed(self.seed, call, r)
             sampling = (
                 Sampling(self.temperature, self.max_step_tokens, self.top_p, seed, (self.step_delimiter,))
                 if step

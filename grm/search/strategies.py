@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from grm.search.answers import SELECTIONS, AnswerOf, Equal, extract_answer, select
 from grm.search.policy import Policy
 from grm.search.verifiers import Verifier, verify_batch
+from grm.seeding import seeded_rng
 
 METHODS = ("best_of_n", "beam_search", "dvts")
 
@@ -103,7 +104,7 @@ def best_of_n(
     if verifier is not None and how != "majority":
         for r, v in zip(results, verify_batch(verifier, [(r.problem, r.candidates) for r in results])):
             r.scores, r.verifier_tokens, r.verifier_failed = v.scores, v.n_tokens, v.n_failed
-    return [_finish(r, how, random.Random(f"{seed}:{i}"), answer_of, equal) for i, r in enumerate(results)]
+    return [_finish(r, how, seeded_rng(seed, i), answer_of, equal) for i, r in enumerate(results)]
 
 
 @dataclass
@@ -141,7 +142,7 @@ def _tree_search(
     results = [SearchResult(p, label, None, None) for p in problems]
     active: list[list[_Beam]] = [[] for _ in problems]
     finished: list[list[_Beam]] = [[] for _ in problems]
-    rngs = [random.Random(f"{seed}:{i}") for i in range(len(problems))]
+    rngs = [seeded_rng(seed, i) for i in range(len(problems))]
     for step in tqdm(range(max_steps), desc=label, unit="step", disable=not progress, leave=False):
         last = step == max_steps - 1
         asks, parents = [], []

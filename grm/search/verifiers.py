@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from grm.scoring import JudgementRater, ScoringOptions, check_meta_rm, chunks, resolve_options
 from grm.search.answers import AnswerOf, Equal, extract_answer, math_equal
+from grm.seeding import seed_for
 
 logger = logging.getLogger(__name__)
 
@@ -62,58 +64,41 @@ def verify_batch(verifier: Verifier, entries: Sequence[Entry]) -> list[Verificat
     return out
 
 
-def chunks(n: int, n_max: int, rng: random.Random) -> list[list[int]]:
-    """Split candidates ``0..n-1`` into the fewest chunks of at most ``n_max``, sizes differing by at most one,
-    after a random permutation (so chunk membership does not follow the policy's sampling order)."""
-    if n_max < 1:
-        raise ValueError(f"n_max must be >= 1, got {n_max}")
-    order = rng.sample(range(n), n)
-    count = -(-n // n_max)
-    size, extra = divmod(n, count) if n else (0, 0)
-    out, start = [], 0
-    for c in range(count):
-        end = start + size + (c < extra)
-        out.append(order[start:end])
-        start = end
-    return out
-
-
 class GRMVerifier:
     """A :class:`grm.GRM` judging a problem's candidates together (listwise), at most ``n_max`` per prompt.
 
-    The problem is the query, the candidates the responses; ``k`` judgements per prompt are voted (with
-    ``meta_rm`` / ``k_meta`` as in :meth:`grm.GRM.score_batch`; other ``score_kwargs`` go there too). A
-    candidate's score is its mean voted score mapped from the GRM's ``score_range`` to [0, 1]. A candidate
-    whose judgements all failed gets ``failed_value`` (default 0.0, the worst score) and is counted in
-    ``Verification.n_failed``.
+    The problem is the query, the candidates the responses; ``options`` (a :class:`grm.ScoringOptions`, default
+    ``ScoringOptions(seed=0)``; its fields also by keyword, e.g. ``k=4``) set how the GRM scores, with ``meta_rm``
+    as in :meth:`grm.GRM.score_batch`. A candidate's score is its mean voted score mapped from the GRM's
+    ``score_range`` onto [0, 1] (:meth:`grm.Reward.normalized`). A candidate whose judgements all failed gets
+    ``failed_value`` (default 0.0, the worst score) and is counted in ``Verification.n_failed``.
 
     More than ``n_max`` candidates are judged in chunks of near-equal size after a seeded random permutation.
     Scores from different chunks are compared directly: a GRM's scores are pointwise ratings on a fixed scale
     (one integer per response against the query's principles, not a ranking), and the random split keeps a
     chunk from being systematically better or worse than the others. All chunks of all problems go to the
-    GRM in one ``score_batch`` call. Each call is seeded from ``seed`` plus the number of calls before it (None:
-    unseeded), so repeated calls draw fresh but reproducible judgements.
+    GRM in one ``score_batch`` call. Each call (and its chunking) is seeded from ``seed`` plus the number of calls
+    before it (None: unseeded), so repeated calls draw fresh but reproducible judgements.
     """
 
     def __init__(
         self,
         grm: Any,
+        options: ScoringOptions | None = None,
         *,
-        k: int = 1,
         n_max: int = 8,
-        seed: int | None = 0,
-        meta_rm: Any | None = None,
-        k_meta: int | None = None,
+        meta_rm: JudgementRater | None = None,
         failed_value: float = 0.0,
-        **score_kwargs: Any,
+        **overrides: Any,
     ) -> None:
         if n_max < 1:
             raise ValueError(f"n_max must be >= 1, got {n_max}")
         lo, hi = grm.score_range
         if hi <= lo:
             raise ValueError(f"the GRM's score_range must have low < high to normalise, got {grm.score_range}")
-        self.grm, self.k, self.n_max, self.seed = grm, k, n_max, seed
-        self.meta_rm, self.k_meta, self.failed_value, self.score_kwargs = meta_rm, k_meta, failed_value, score_kwargs
+        self.grm, self.n_max, self.meta_rm, self.failed_value = grm, n_max, meta_rm, failed_value
+        self.options = resolve_options(options, overrides, default=ScoringOptions(seed=0))
+        check_meta_rm(self.options, meta_rm is not None)
         self._calls = 0
 
     def __call__(self, problem: str, candidates: Sequence[str]) -> list[float]:
@@ -121,9 +106,9 @@ class GRMVerifier:
 
     def verify_batch(self, entries: Sequence[Entry]) -> list[Verification]:
         """Judge every chunk of every problem in one ``GRM.score_batch`` call."""
-        seed = None if self.seed is None else self.seed + self._calls
+        options = self.options.replace(seed=seed_for(self.options.seed, self._calls))
         self._calls += 1
-        rng = random.Random(seed)
+        rng = random.Random(options.seed)
         items, owners = [], []
         for e, (problem, cands) in enumerate(entries):
             for chunk in chunks(len(cands), self.n_max, rng):
@@ -131,19 +116,17 @@ class GRMVerifier:
                 owners.append((e, chunk))
         if not items:
             return [Verification([]) for _ in entries]
-        rewards = self.grm.score_batch(
-            items, k=self.k, seed=seed, meta_rm=self.meta_rm, k_meta=self.k_meta, **self.score_kwargs
-        )
-        lo, hi = self.grm.score_range
+        rewards = self.grm.score_batch(items, options, meta_rm=self.meta_rm)
         out = [Verification([self.failed_value] * len(cands)) for _, cands in entries]
         for (e, chunk), reward in zip(owners, rewards):
             v = out[e]
             v.n_tokens += sum(j.n_tokens or 0 for j in reward.judgements)
-            if reward.mean is None:
+            normalized = reward.normalized(self.grm.score_range)
+            if normalized is None:
                 v.n_failed += len(chunk)
                 continue
-            for i, m in zip(chunk, reward.mean):
-                v.scores[i] = (m - lo) / (hi - lo)
+            for i, x in zip(chunk, normalized):
+                v.scores[i] = x
         failed = sum(v.n_failed for v in out)
         if failed:
             logger.warning("GRM verifier: %d candidates got no valid judgement; scored %s", failed, self.failed_value)
