@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from grm.eval.base import Benchmark, DatasetUnavailable, EvalItem, iter_records, require
-from grm.training.synthetic import RIGHT, WRONG, make_examples
+from grm.synthetic import RIGHT, WRONG, make_examples
 from grm.voting import Vote
 
 _SPEC = re.compile(r"^seed=(\d+),n=(\d+)$")
