@@ -65,7 +65,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         meta_rm=meta_rm,
         k_meta=args.k_meta,
-        batch_size=args.chunk_size,
+        chunk_size=args.chunk_size,
         draws=args.draws,
         n_bootstrap=args.bootstrap,
         split=args.split,

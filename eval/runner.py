@@ -82,7 +82,7 @@ def evaluate(
     seed: int = 0,
     meta_rm: JudgementRater | None = None,
     k_meta: int | None = None,
-    batch_size: int = 32,
+    chunk_size: int = 32,
     draws: int = 8,
     n_bootstrap: int = 1000,
     split: str | None = None,
@@ -97,7 +97,8 @@ def evaluate(
 
     ``scorer`` is a :class:`grm.GRM` (``k`` judgements per item, optionally a ``meta_rm`` voting the top
     ``k_meta``; ``score_options`` such as ``temperature``, ``shuffle``, ``max_new_tokens`` go to its
-    ``score_batch``) or any callable ``(messages, responses) -> list[float]`` (then ``k`` must be 1).
+    ``score_batch``) or any callable ``(messages, responses) -> list[float]`` (then ``k`` must be 1). Items go to
+    the scorer ``chunk_size`` at a time (one ``score_batch`` call each; the engine's batch size is the backend's).
     With ``cache``, each item's judgements are appended to that JSONL file as they are made (a GRM's
     ``Reward.to_dict()``), keyed by item id, and a later call with the same cache scores only the items not in it.
     Voting@k and MetaRM@k for every k up to ``k`` are computed from the cached judgements by drawing k of them
@@ -121,8 +122,8 @@ def evaluate(
         raise ValueError(f"k must be >= 1 for a GRM and 1 for a scalar reward function, got {k}")
     if meta_rm is not None and not grm_scorer:
         raise ValueError("meta_rm needs a GRM scorer: a scalar reward function has no judgements to rate")
-    if draws < 1 or batch_size < 1:
-        raise ValueError(f"draws and batch_size must be >= 1, got {draws} and {batch_size}")
+    if draws < 1 or chunk_size < 1:
+        raise ValueError(f"draws and chunk_size must be >= 1, got {draws} and {chunk_size}")
     if not grm_scorer and score_options:
         raise ValueError(f"options {sorted(score_options)} apply to a GRM only")
 
@@ -170,7 +171,7 @@ def evaluate(
                     bar.update(1)
                 else:
                     pending.append((position, item))
-                    if len(pending) >= batch_size:
+                    if len(pending) >= chunk_size:
                         flush()
             flush()
     finally:
@@ -220,7 +221,7 @@ def evaluate(
             seed=seed,
             meta_rm=meta_rm,
             k_meta=k_meta,
-            batch_size=batch_size,
+            batch_size=chunk_size,
             n_bootstrap=n_bootstrap,
             cache=None if cache is None else Path(cache).with_suffix(".diagnostics.jsonl"),
             progress=progress,

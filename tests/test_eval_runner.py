@@ -100,18 +100,18 @@ def test_resume_after_a_crash_loses_nothing_and_recomputes_nothing(tmp_path):
         return judge_by(marker)(messages, sample)
 
     with pytest.raises(Crash):
-        run("rmb", FIXTURES / "rmb_clone", GRM(ScriptedBackend(script)), k=2, cache=cache, batch_size=3)
+        run("rmb", FIXTURES / "rmb_clone", GRM(ScriptedBackend(script)), k=2, cache=cache, chunk_size=3)
     before = cache.read_text().splitlines()
     assert len(before) == 3, "the first chunk's judgements were saved as they were made"
     cache.write_text("\n".join(before) + "\n" + before[-1][:50])  # and the crash left half a line
 
     backend = ScriptedBackend(judge_by(marker))
-    resumed = run("rmb", FIXTURES / "rmb_clone", GRM(backend), k=2, cache=cache, batch_size=3)
+    resumed = run("rmb", FIXTURES / "rmb_clone", GRM(backend), k=2, cache=cache, chunk_size=3)
     assert sum(r.n for call in backend.calls for r in call) == 7 * 2, "only the 7 missing items were judged"
     after = cache.read_text().splitlines()
     assert after[:3] == before, "cached judgements are kept as they were"
     assert len(after) == 10 and len({json.loads(x)["id"] for x in after}) == 10
-    clean = run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=2, batch_size=3)
+    clean = run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=2, chunk_size=3)
     assert resumed.scores == clean.scores and resumed.curves == clean.curves
 
     backend = ScriptedBackend(judge_by(marker))

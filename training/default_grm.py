@@ -357,7 +357,7 @@ class Pipeline:
         c = self.config
         data = self.data("heldout")
         meta = MetaRM.from_pretrained(self.model("meta_rm"), batch_size=c.batch_size, progress=False)
-        common = dict(seed=c.heldout_seed, draws=c.eval_draws, n_bootstrap=c.eval_bootstrap, batch_size=256)
+        common = dict(seed=c.heldout_seed, draws=c.eval_draws, n_bootstrap=c.eval_bootstrap, chunk_size=256)
         for name in MODELS:
             rm = self.load_grm(name)
             greedy = evaluate("synthetic", data, rm, k=1, cache=self.eval_dir(name, "greedy") / "cache.jsonl", **common)
