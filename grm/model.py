@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from grm.backends import Backend, Completion, GenerationRequest, load_backend
-from grm.prompts import PromptTemplate
+from grm.prompts import PromptTemplate, normalize_score_range
 from grm.scoring import (
     Generate,
     JudgementRater,
@@ -43,7 +43,7 @@ class GRM:
             raise TypeError(f"backend must have a generate(requests) method, got {type(backend).__name__}")
         self.backend = backend
         self.template = template if isinstance(template, PromptTemplate) else PromptTemplate.load(template)
-        self.score_range = tuple(score_range) if score_range is not None else self.template.score_range
+        self.score_range = normalize_score_range(score_range) if score_range is not None else self.template.score_range
         self.max_new_tokens = max_new_tokens
         self.max_retries = max_retries
         self._generate_lock = threading.Lock()

@@ -164,11 +164,16 @@ class JudgementRater(Protocol):
 def read_judgement(completion: Completion, order: Sequence[int], score_range: tuple[int, int]) -> Judgement:
     """The judgement in ``completion``, generated for a prompt that showed the responses in ``order`` (``order[p]``
     is the caller's index of the response shown at position ``p``), with its scores in the caller's order. A
-    failed completion gives an invalid judgement that keeps the text and the error."""
+    failed completion gives an invalid judgement that keeps the text and the error; so does one cut at the token
+    limit before its final scores line (see :func:`~grm.parsing.parse_judgement`)."""
     order = list(order)
     if completion.error:
         return Judgement(text=completion.text, order=order, error=completion.error, n_tokens=completion.n_tokens)
-    judgement = parse_judgement(completion.text, len(order), score_range)
+    truncated = completion.finish_reason == "length"
+    try:  # never raises on model output; this guards against a backend handing over something other than text
+        judgement = parse_judgement(completion.text, len(order), score_range, truncated=truncated)
+    except Exception as e:
+        judgement = Judgement(text=str(completion.text), error=f"unreadable completion: {type(e).__name__}: {e}")
     judgement.order, judgement.n_tokens = order, completion.n_tokens
     if judgement.scores is not None:
         caller = [0] * len(order)

@@ -35,14 +35,14 @@ class Item:
     def coerce(cls, item: Item | Mapping[str, Any] | Sequence[Any]) -> Item:
         """Validate an Item, a mapping with ``query`` and ``responses``, or a ``(query, responses)`` pair, and
         return a new normalized Item."""
-        from grm.prompts import normalize_query, normalize_responses
+        from grm.prompts import normalize_principles, normalize_query, normalize_reference, normalize_responses
 
         if isinstance(item, Item):
             return Item(
                 normalize_query(item.query),
                 normalize_responses(item.responses),
-                principles=item.principles,
-                reference=item.reference,
+                principles=normalize_principles(item.principles),
+                reference=normalize_reference(item.reference),
             )
         if isinstance(item, Mapping):
             unknown = set(item) - {"query", "responses", "principles", "reference", "id"}
