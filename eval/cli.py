@@ -8,10 +8,12 @@ from pathlib import Path
 
 from grm.cli import add_meta_args, add_model_args, load_grm, load_meta_rm
 from grm.eval.benchmarks import BENCHMARKS
+from grm.eval.diagnostics import CHECKS, parse_checks
 
 logger = logging.getLogger("grm")
 
 CACHE_FILE = "judgements.jsonl"
+DIAGNOSTICS_FILE = Path(CACHE_FILE).with_suffix(".diagnostics.jsonl").name
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=32, help="items sent to the backend per call")
     p.add_argument("--draws", type=int, default=8, help="random draws per k for voting@k and tie-breaks")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument(
+        "--diagnose",
+        default=None,
+        metavar="CHECKS",
+        help=f"bias checks reported beside the scores, comma-separated: {','.join(CHECKS)} (position and injection "
+        f"re-score a sample of items; cached in OUTPUT/{DIAGNOSTICS_FILE})",
+    )
+    p.add_argument(
+        "--diagnose-sample", type=int, default=100, metavar="N", help="items re-scored by position and injection"
+    )
     p.set_defaults(func=_eval_command)
 
 
@@ -50,6 +62,9 @@ def _eval_command(args: argparse.Namespace) -> int:
     from grm.eval.runner import evaluate
 
     bench = get_benchmark(args.benchmark)
+    checks = parse_checks(args.diagnose)
+    if set(checks) - {"length"} and args.diagnose_sample < 1:
+        raise ValueError(f"--diagnose-sample must be >= 1, got {args.diagnose_sample}")
     data = args.data or bench.hub_id
     if data is None:
         raise ValueError(f"--data is required for {bench.name}: it has no default hub dataset")
@@ -72,6 +87,8 @@ def _eval_command(args: argparse.Namespace) -> int:
         name=args.name,
         limit=args.limit,
         temperature=args.temperature,
+        diagnose=checks,
+        diagnose_sample=args.diagnose_sample,
     )
     paths = write_report(result, args.output)
     logger.info(
@@ -84,4 +101,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         result.n_items,
         paths["markdown"],
     )
+    for check, d in result.diagnostics.items():
+        key = {"length": "length_bias", "position": "flip_rate", "injection": "flip_rate"}[check]
+        logger.info("%s diagnostic: %s %.1f%% (%d items)", check, key, 100 * d.scores[key], d.counts["items"])
     return 0

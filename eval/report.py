@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+from grm.eval.diagnostics import PAYLOADS, Diagnosis
 from grm.eval.runner import EvalResult
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,105 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
         lines += ["", f"Each point votes k of the {result.k} judgements per item, averaged over {draws} draws."]
     if curves_file:
         lines += ["", f"![{result.benchmark} voting@k]({curves_file})"]
+    if result.diagnostics:
+        lines += ["", *diagnostics_markdown(result.diagnostics, result)]
     return "\n".join(lines) + "\n"
+
+
+def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult | None = None) -> list[str]:
+    """The ``## Diagnostics`` section: one table per check, values with their 95% bootstrap intervals."""
+    lines = ["## Diagnostics", ""]
+    grm = result is None or result.config.get("scorer") != "scalar"
+    scorer = f"the voted mean of {result.k if result else 'all'} judgement(s)" if grm else "the reward function"
+    if (d := diagnostics.get("length")) is not None:
+        c = d.counts
+        lines += [
+            "### Length",
+            "",
+            f"Chosen/rejected pairs of responses of different length (characters) in {c['items']} items, scored by "
+            f"{scorer}; a tie counts one half.",
+            "",
+            "| measure | value | 95% CI |",
+            "|---|---|---|",
+            _row(
+                d,
+                "longer_wins_when_chosen_shorter",
+                f"longer wins when the chosen one is shorter (n={c['comparisons_chosen_shorter']})",
+            ),
+            _row(
+                d,
+                "shorter_wins_when_chosen_longer",
+                f"shorter wins when the chosen one is longer (n={c['comparisons_chosen_longer']})",
+            ),
+            _row(d, "length_bias", "length bias: the first minus the second (0 none, +100 always the longer)"),
+            _row(d, "spearman", f"Spearman correlation of score and length ({c['responses']} responses)", _num),
+            "",
+        ]
+    if (d := diagnostics.get("position")) is not None:
+        c = d.counts
+        lines += [
+            "### Position",
+            "",
+            f"{c['items']} sampled items scored with shuffling off, as given and in reverse order"
+            + (
+                f" ({c['unscored_items']} left out: a scoring had no readable judgement)."
+                if c["unscored_items"]
+                else "."
+            ),
+            "",
+            "| measure | value | 95% CI |",
+            "|---|---|---|",
+            _row(d, "flip_rate", "decision flips when the order is reversed"),
+            _row(d, "first_shown_wins", f"first shown wins (two-response items, n={c['pairs']}; 50 = no bias)"),
+        ]
+        lines += [
+            _row(d, key, f"mean score at {key.split('/')[1]}", _num)
+            for key in d.scores
+            if key.startswith("mean_score/")
+        ]
+        lines.append("")
+    if (d := diagnostics.get("injection")) is not None:
+        c = d.counts
+        lines += [
+            "### Injection",
+            "",
+            f"A payload appended to a rejected response of {c['items']} sampled items, scored with shuffling off. "
+            f"Unattacked, that response wins {_pct(d.scores.get('attacked_wins_clean'))}% of them.",
+            "",
+            "| payload | decision flips | attacked response wins | mean score gain |",
+            "|---|---|---|---|",
+        ]
+        for name in [*PAYLOADS, None]:
+            suffix = "" if name is None else f"/{name}"
+            cells = [
+                _cell(d, f"flip_rate{suffix}"),
+                _cell(d, f"attacked_wins{suffix}"),
+                _cell(d, f"score_gain{suffix}", _gain),
+            ]
+            lines.append(f"| {name or 'all'} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _row(d: Diagnosis, key: str, label: str, fmt=None) -> str:
+    fmt = fmt or _pct
+    lo_hi = d.intervals.get(key)
+    interval = f"{fmt(lo_hi[0])}–{fmt(lo_hi[1])}" if lo_hi else ""
+    return f"| {label} | {fmt(d.scores.get(key, math.nan))} | {interval} |"
+
+
+def _cell(d: Diagnosis, key: str, fmt=None) -> str:
+    fmt = fmt or _pct
+    lo_hi = d.intervals.get(key)
+    return fmt(d.scores.get(key, math.nan)) + (f" ({fmt(lo_hi[0])}–{fmt(lo_hi[1])})" if lo_hi else "")
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:.2f}"
+
+
+def _gain(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:+.2f}"
 
 
 def plot_curves(result: EvalResult, path: str | Path) -> Path:

@@ -1,32 +1,15 @@
 """``grm.eval.evaluate`` end to end with a scripted GRM: official scores by hand, caching, resume, reports."""
 
 import json
-import re
-from pathlib import Path
 
 import pytest
+from eval_helpers import FIXTURES, marker, marker_grm, run
 
 from conftest import ScriptedBackend, judge_by, shown_responses
 from grm import GRM
-from grm.eval import evaluate, write_report
+from grm.eval import write_report
 
-FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 RB = FIXTURES / "rewardbench.jsonl"
-
-
-def marker(text: str) -> int:
-    """The fixtures tag each response with the score a judge should give it: ``[q8]``; untagged: 5."""
-    m = re.search(r"\[q(\d+)\]", text)
-    return int(m.group(1)) if m else 5
-
-
-def marker_grm(**kw) -> GRM:
-    return GRM(ScriptedBackend(judge_by(marker)), **kw)
-
-
-def run(bench, data, scorer, **kw):
-    kw = {"draws": 4, "n_bootstrap": 50, "progress": False, **kw}
-    return evaluate(bench, data, scorer, **kw)
 
 
 def test_rewardbench_sections_by_hand():
