@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from grm.backends.base import Completion, GenerationRequest, Sampling
+from grm.prompts import ControlTokens
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +101,15 @@ class TransformersBackend:
         self.max_length = getattr(self.model.config, "max_position_embeddings", None)
         self.batch_size = batch_size
         self.progress = progress
+        self.control_tokens = ControlTokens.of(self.tokenizer)
 
     def prompt_ids(self, messages: list[dict[str, str]], prefix: str = "") -> list[int]:
-        """Token ids of a chat prompt, ending with the assistant's generation header and then ``prefix``."""
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+        """Token ids of a chat prompt, ending with the assistant's generation header and then ``prefix``. The
+        tokenizer's special tokens written inside the messages or the prefix are neutralised (see
+        :class:`grm.prompts.ControlTokens`): only the chat template makes control tokens."""
+        guard = self.control_tokens
+        text = self.tokenizer.apply_chat_template(guard.messages(messages), tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text + guard.escape(prefix), add_special_tokens=False)["input_ids"]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         out: list[list[Completion | None]] = [[None] * r.n for r in requests]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from grm.backends.base import Completion, GenerationRequest
+from grm.prompts import ControlTokens
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +51,18 @@ class VLLMBackend:
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(f"the tokenizer of {model!r} has no chat template; pass chat_template=...")
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        self.control_tokens = ControlTokens.of(self.tokenizer)
         self.progress = progress
         self._lock = threading.Lock()  # one engine call at a time (ascore runs generate in worker threads)
 
     def prompt_texts(self, requests: Sequence[GenerationRequest]) -> list[str]:
-        """Each request's chat prompt, ending with the assistant's generation header and then its ``prefix``."""
+        """Each request's chat prompt, ending with the assistant's generation header and then its ``prefix``; the
+        tokenizer's special tokens written inside messages or prefixes are neutralised, as in the transformers
+        backend."""
+        guard = self.control_tokens
         return [
-            self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) + r.prefix
+            self.tokenizer.apply_chat_template(guard.messages(r.messages), tokenize=False, add_generation_prompt=True)
+            + guard.escape(r.prefix)
             for r in requests
         ]
 
