@@ -172,9 +172,10 @@ class Rescorer:
             rows = load_finished(self.cache, "id", keep=lambda row: (row.get("k"), row.get("mean")))
             for key, (row_k, mean) in rows.items():
                 if (row_k is not None) != self.grm or (self.grm and row_k != k):
+                    made = "a scalar reward function" if row_k is None else f"a GRM with k={row_k}"
+                    this = f"a GRM with k={k}" if self.grm else "a scalar reward function"
                     raise ValueError(
-                        f"{self.cache}: {key!r} was scored with k={row_k} by "
-                        f"{'a GRM' if row_k is not None else 'a scalar reward function'}, not this scorer with k={k}; "
+                        f"{self.cache}: {key!r} was scored by {made}, not by this scorer ({this}); "
                         "pass another cache (or --output) to start afresh"
                     )
                 self.done[key] = mean
