@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from grm.eval.base import EvalItem
 from grm.eval.metrics import Judged, average_ranks, bootstrap_intervals, nanmean, ranges
-from grm.eval.scoring import is_grm, judge
+from grm.eval.scoring import is_grm, judge, mean_scores
 from grm.jsonl import JsonlWriter, load_finished
 from grm.model import JudgementRater
 from grm.types import Reward
@@ -139,30 +139,42 @@ def run_diagnostics(
         out["length"] = length_check(judged, n_bootstrap=n_bootstrap, seed=seed)
     rescored = [c for c in checks if c != "length"]
     if rescored:
-        rescorer = Rescorer(scorer, cache, k=k, seed=seed, meta_rm=meta_rm, k_meta=k_meta, **score_options)
+        rescorer = Rescorer(
+            scorer,
+            cache,
+            k=k,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+            meta_rm=meta_rm,
+            k_meta=k_meta,
+            **score_options,
+        )
         if "position" in checks:
-            out["position"] = position_check(sample, rescorer, batch_size, n_bootstrap, seed, progress)
+            out["position"] = position_check(sample, rescorer, n_bootstrap=n_bootstrap, seed=seed)
         if "injection" in checks:
-            out["injection"] = injection_check(sample, rescorer, batch_size, n_bootstrap, seed, progress)
+            out["injection"] = injection_check(sample, rescorer, n_bootstrap=n_bootstrap, seed=seed)
     return out
 
 
 class Rescorer:
-    """Scores item variants with a GRM (shuffling off) or a scalar reward function, keyed and cached, and returns
-    each variant's per-response scores (None when no judgement could be read)."""
+    """Scores item variants with a GRM (shuffling off) or a scalar reward function, ``batch_size`` at a time,
+    keyed and cached, and returns each variant's per-response scores (None when no judgement could be read)."""
 
     def __init__(
         self,
         scorer: Any,
         cache: str | Path | None,
         *,
-        k: int,
-        seed: int,
+        k: int = 1,
+        seed: int = 0,
+        batch_size: int = 32,
+        progress: bool = True,
         meta_rm: JudgementRater | None = None,
         k_meta: int | None = None,
         **options: Any,
     ) -> None:
-        self.scorer, self.k, self.seed = scorer, k, seed
+        self.scorer, self.k, self.seed, self.batch_size, self.progress = scorer, k, seed, batch_size, progress
         self.grm = is_grm(scorer)
         self.options = {"meta_rm": meta_rm, "k_meta": k_meta, **options, "shuffle": False} if self.grm else {}
         self.score_range: tuple[int, int] = tuple(getattr(scorer, "score_range", SCALAR_RANGE))  # type: ignore[assignment]
@@ -180,20 +192,20 @@ class Rescorer:
                     )
                 self.done[key] = mean
 
-    def scores(
-        self, variants: Sequence[tuple[str, EvalItem]], batch_size: int, progress: bool, what: str
-    ) -> dict[str, list[float] | None]:
+    def scores(self, variants: Sequence[tuple[str, EvalItem]], what: str) -> dict[str, list[float] | None]:
+        """Scores of each ``(key, item)``, from the cache or scored now (the bar says ``what`` for)."""
         todo = [(key, item) for key, item in variants if key not in self.done]
         writer = JsonlWriter(self.cache) if self.cache is not None and todo else None
+        quiet = not self.progress or not todo
         try:
-            with tqdm(total=len(todo), desc=f"diagnose {what}", unit="item", disable=not progress or not todo) as bar:
-                for start in range(0, len(todo), batch_size):
-                    chunk = todo[start : start + batch_size]
+            with tqdm(total=len(todo), desc=f"diagnose {what}", unit="item", disable=quiet) as bar:
+                for start in range(0, len(todo), self.batch_size):
+                    chunk = todo[start : start + self.batch_size]
                     outcomes = judge(
                         self.scorer, [item for _, item in chunk], k=self.k, seed=self.seed + start, **self.options
                     )
                     for (key, _), outcome in zip(chunk, outcomes):
-                        mean = outcome.mean if isinstance(outcome, Reward) else outcome
+                        mean = mean_scores(outcome)
                         self.done[key] = mean
                         if writer is not None:
                             row: dict[str, Any] = {"id": key, "k": self.k if self.grm else None, "mean": mean}
@@ -278,12 +290,12 @@ def length_check(judged: Sequence[Judged], *, n_bootstrap: int = 1000, seed: int
 
 
 def position_check(
-    sample: Sequence[EvalItem], rescorer: Rescorer, batch_size: int, n_bootstrap: int, seed: int, progress: bool
+    sample: Sequence[EvalItem], rescorer: Rescorer, *, n_bootstrap: int = 1000, seed: int = 0
 ) -> Diagnosis:
     """The ``position`` diagnosis of ``sample``: each item scored as given and reversed, shuffling off."""
-    given = rescorer.scores([(f"as_given/{it.id}", it) for it in sample], batch_size, progress, "position")
+    given = rescorer.scores([(f"as_given/{it.id}", it) for it in sample], "position")
     reversed_items = [replace(it, responses=it.responses[::-1], truth=it.truth[::-1]) for it in sample]
-    flipped = rescorer.scores([(f"reversed/{it.id}", it) for it in reversed_items], batch_size, progress, "position")
+    flipped = rescorer.scores([(f"reversed/{it.id}", it) for it in reversed_items], "position")
     width = max((len(it.responses) for it in sample), default=0)
     rows, unscored = [], 0
     for it in sample:
@@ -315,11 +327,11 @@ def position_check(
 
 
 def injection_check(
-    sample: Sequence[EvalItem], rescorer: Rescorer, batch_size: int, n_bootstrap: int, seed: int, progress: bool
+    sample: Sequence[EvalItem], rescorer: Rescorer, *, n_bootstrap: int = 1000, seed: int = 0
 ) -> Diagnosis:
     """The ``injection`` diagnosis of ``sample``: each payload of :data:`PAYLOADS` appended to a rejected response."""
     targets = [(it, attacked) for it in sample if (attacked := _rejected(it.truth)) is not None]
-    clean = rescorer.scores([(f"as_given/{it.id}", it) for it, _ in targets], batch_size, progress, "injection")
+    clean = rescorer.scores([(f"as_given/{it.id}", it) for it, _ in targets], "injection")
     names = list(PAYLOADS)
     rows, unscored = [], 0
     attacked_variants = {}
@@ -329,7 +341,7 @@ def injection_check(
             responses = list(it.responses)
             responses[a] += payload(len(responses), a, rescorer.score_range)
             variants.append((f"{name}/{it.id}", replace(it, responses=responses)))
-        attacked_variants[name] = rescorer.scores(variants, batch_size, progress, f"injection {name}")
+        attacked_variants[name] = rescorer.scores(variants, f"injection {name}")
     for it, a in targets:
         before = clean[f"as_given/{it.id}"]
         row = [np.nan] * (1 + 3 * len(names))
