@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_FILE = "grm_meta_rm.j2"
+META_RM_TEMPLATE_FILE = "grm_meta_rm.j2"
 """Saved next to a trained meta RM's weights; :meth:`MetaRM.from_pretrained` uses it so that the model is read
 with the template it was trained on."""
 
@@ -139,7 +139,7 @@ class MetaRM:
             str(path_or_id), dtype=dtype, trust_remote_code=trust_remote_code, **model_kwargs
         )
         tokenizer = AutoTokenizer.from_pretrained(str(path_or_id), trust_remote_code=trust_remote_code)
-        saved = Path(path_or_id) / TEMPLATE_FILE
+        saved = Path(path_or_id) / META_RM_TEMPLATE_FILE
         if template is None and saved.is_file():
             template = saved
         return cls(

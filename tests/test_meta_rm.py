@@ -14,7 +14,8 @@ import yaml
 from conftest import ScriptedBackend, judge_by
 from grm import GRM, Example, Judgement, MetaRM
 from grm.cli import main
-from grm.meta_rm import TEMPLATE_FILE, build_messages, encode
+from grm.meta_rm import META_RM_TEMPLATE_FILE as TEMPLATE_FILE
+from grm.meta_rm import build_messages, encode
 from grm.training.meta_rm import (
     MetaRMConfig,
     bce_loss,

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import TrainingArguments
 
 from grm.jsonl import JsonlWriter, load_finished
-from grm.meta_rm import TEMPLATE_FILE, build_messages, encode, ensure_pad_id, load_template, pad
+from grm.meta_rm import META_RM_TEMPLATE_FILE, build_messages, encode, ensure_pad_id, load_template, pad
 from grm.metrics import roc_auc
 from grm.rule import best_index, is_correct
 from grm.scoring import ScoringOptions, resolve_options
@@ -360,7 +360,7 @@ def train(config: MetaRMConfig) -> dict[str, float]:
     trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume_from_checkpoint))
     trainer.save_model(config.output_dir)
     trainer.save_state()
-    Path(config.output_dir, TEMPLATE_FILE).write_text(load_template(config.template).source, encoding="utf-8")
+    Path(config.output_dir, META_RM_TEMPLATE_FILE).write_text(load_template(config.template).source, encoding="utf-8")
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)
     logger.info(
