@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import ScriptedBackend, judge_by
 from grm import GRM
 from grm.eval import evaluate
+from helpers import ScriptedBackend, judge_by
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 

@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
-from conftest import ScriptedBackend
 from grm import GRM
 from grm.types import Judgement
 from grm.voting import leader_is_safe
+from helpers import ScriptedBackend
 
 QUERY = re.compile(r"\[The Start of Query\]\n(.*?)\n\[The End of Query\]", re.S)
 

@@ -6,10 +6,10 @@ import os
 import pytest
 from servers import ENGINE_ARGS, VLLM_ENV, vllm_server
 
-from conftest import MEMORIZED
 from grm import GRM, GenerationRequest, Sampling
 from grm.backends.openai import OpenAIBackend
 from grm.backends.transformers import TransformersBackend
+from helpers import MEMORIZED
 
 pytestmark = pytest.mark.slow
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from conftest import MEMORIZED
 from grm.backends.transformers import TransformersBackend
 from grm.cli import main
+from helpers import MEMORIZED
 
 pytestmark = pytest.mark.slow
 

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from eval_helpers import FIXTURES, marker, marker_grm, marker_scalar, run
 
-from conftest import ScriptedBackend, shown_responses
 from grm import GRM
 from grm.cli import main
 from grm.eval import PAYLOADS, write_report
 from grm.eval.diagnostics import ItemSample, parse_checks, spearman
+from helpers import ScriptedBackend, shown_responses
 
 ROWS = [
     ("Name a colour.", "Red [q9]", "A much longer answer [q3]"),

@@ -16,10 +16,10 @@ import json
 import pytest
 from eval_helpers import FIXTURES, marker, marker_scalar, run
 
-from conftest import ScriptedBackend, shown_responses
 from grm import GRM
 from grm.eval import DatasetUnavailable, get_benchmark
 from grm.eval.judgebench import family_of
+from helpers import ScriptedBackend, shown_responses
 
 DATA = FIXTURES / "judgebench"
 FILE = DATA / "dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl"

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from eval_helpers import FIXTURES, marker_grm, marker_scalar, run
 
-from conftest import ScriptedBackend
 from grm import GRM
 from grm.eval import DatasetUnavailable, get_benchmark
 from grm.eval.base import Table
 from grm.eval.rewardbench2 import SUBSETS, credit, margins, ties_score
+from helpers import ScriptedBackend
 
 RB2 = FIXTURES / "rewardbench2.jsonl"
 TIES = 0.3 * 3 / 5 + 0.3 * 3 / 5 + 0.2 * 1 / 2 + 0.2 * 1 / 4 + 0.01 * math.tanh(-0.5) / 4

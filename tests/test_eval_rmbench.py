@@ -109,8 +109,8 @@ def test_partial_data_has_no_overall():
 
 
 def test_an_unreadable_item_scores_zero_in_every_cell():
-    from conftest import ScriptedBackend
     from grm import GRM
+    from helpers import ScriptedBackend
 
     r = run("rmbench", TOTAL, GRM(ScriptedBackend(lambda messages, _: "no verdict")))
     assert r.scores["voting"]["overall"] == 0.0 and r.n_unscored == 6

@@ -5,9 +5,9 @@ import json
 import pytest
 from eval_helpers import FIXTURES, marker, marker_grm, run
 
-from conftest import ScriptedBackend, judge_by, shown_responses
 from grm import GRM
 from grm.eval import write_report
+from helpers import ScriptedBackend, judge_by, shown_responses
 
 RB = FIXTURES / "rewardbench.jsonl"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shown_responses
 from grm.training import spct_reward
 from grm.training.grpo import SPCTGRPOConfig, make_trainer, write_prompts
+from helpers import shown_responses
 
 CPU = dict(use_cpu=True, bf16=False, report_to="none", logging_steps=1, dataloader_num_workers=0)
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 
-from conftest import ScriptedBackend, judge_by
 from grm import GRM, Example, Judgement, MetaRM
 from grm.cli import main
 from grm.meta_rm import META_RM_TEMPLATE_FILE as TEMPLATE_FILE
@@ -25,6 +24,7 @@ from grm.training.meta_rm import (
     train,
 )
 from grm.voting import top_k_meta
+from helpers import ScriptedBackend, judge_by
 
 QUERY, RESPONSES = "What is 2+2?", ["4", "5"]
 TEXT = (

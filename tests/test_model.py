@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from conftest import ScriptedBackend, judge_by, shown_responses
 from grm import GRM, Completion
 from grm.model import Item
+from helpers import ScriptedBackend, judge_by, shown_responses
 
 
 def by_length():

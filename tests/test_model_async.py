@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from conftest import ScriptedBackend, judge_by
 from grm import GRM, Completion
 from grm.backends import BackendUnavailableError
+from helpers import ScriptedBackend, judge_by
 
 ITEMS = [("q1", ["a", "bbb", "cc"]), ("q2", ["dddd", "e"])]
 

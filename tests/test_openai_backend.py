@@ -5,9 +5,9 @@ import asyncio
 import pytest
 from servers import vllm_server
 
-from conftest import MEMORIZED
 from grm import GRM, GenerationRequest, Sampling
 from grm.backends.openai import OpenAIBackend
+from helpers import MEMORIZED
 
 pytestmark = pytest.mark.slow
 

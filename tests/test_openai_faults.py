@@ -9,10 +9,10 @@ import time
 import pytest
 from servers import FaultServer, free_port
 
-from conftest import judge_by
 from grm import GRM, GenerationRequest, Sampling
 from grm.backends import BackendUnavailableError, load_backend
 from grm.backends.openai import OpenAIBackend
+from helpers import judge_by
 
 FAST = dict(retries=4, backoff=0.01, max_backoff=0.05, timeout=0.4, progress=False)
 

@@ -5,9 +5,9 @@ import time
 
 from servers import FaultServer
 
-from conftest import judge_by
 from grm import GRM
 from grm.backends.openai import OpenAIBackend
+from helpers import judge_by
 
 FAST = dict(retries=4, backoff=0.01, max_backoff=0.5, timeout=2, progress=False)
 

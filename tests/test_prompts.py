@@ -1,7 +1,7 @@
 import pytest
 
-from conftest import shown_responses
 from grm.prompts import PromptTemplate, TemplateError, escape_delimiters, normalize_query
+from helpers import shown_responses
 
 DEFAULT = PromptTemplate.load("default")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ScriptedBackend, shown_responses
 from grm import GRM, Example, Principle
 from grm.parsing import format_judgement
 from grm.training.rft import RFTConfig, build_sft_set, make_sft_trainer, run_rft, summarize
+from helpers import ScriptedBackend, shown_responses
 
 HINT = re.compile(r"Hint: the best response is Response (\d+)|Hint: the response deserves a score of (\d+)")
 CPU = dict(use_cpu=True, bf16=False, report_to="none", logging_steps=1, dataloader_num_workers=0)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from conftest import ScriptedBackend, judge_by, shown_responses
 from grm import GRM, Completion, GenerationRequest
 from grm.scoring import chunks
 from grm.search import (
@@ -26,6 +25,7 @@ from grm.search import (
 from grm.search.answers import select, tally
 from grm.search.optimal import level_edges
 from grm.search.prm import aggregate
+from helpers import ScriptedBackend, judge_by, shown_responses
 
 D = "\n\n"
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import uvicorn
 
-from conftest import MEMORIZED, ScriptedBackend, judge_by, shown_responses
 from grm import GRM
 from grm.server import ServerConfig, create_app
+from helpers import MEMORIZED, ScriptedBackend, judge_by, shown_responses
 
 
 def free_port() -> int:

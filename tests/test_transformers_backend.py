@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from conftest import MEMORIZED
 from grm import GRM, GenerationRequest, Sampling
 from grm.backends.transformers import TransformersBackend
+from helpers import MEMORIZED
 
 pytestmark = pytest.mark.slow
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from conftest import MEMORIZED, ScriptedBackend, judge_by, shown_responses
 from grm import GRM
 from grm.integrations.trl import GRMReward, completion_text
+from helpers import MEMORIZED, ScriptedBackend, judge_by, shown_responses
 
 
 def by_length_rm():

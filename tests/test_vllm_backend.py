@@ -5,8 +5,8 @@ import os
 import pytest
 from servers import ENGINE_ARGS, VLLM_ENV
 
-from conftest import MEMORIZED
 from grm import GRM, GenerationRequest, Sampling
+from helpers import MEMORIZED
 
 pytestmark = pytest.mark.slow
 
