@@ -251,13 +251,12 @@ class ScoringPlan:
         self.options, self.prompt, self.score_range, self.rated = options, prompt, score_range, rated
         coerced = [Item.coerce(it) for it in items]
         k = options.k
-        self.temperature = options.temperature
-        if self.temperature is None:
-            self.temperature = 0.0 if k == 1 else SAMPLING_TEMPERATURE
+        default_temperature = 0.0 if k == 1 else SAMPLING_TEMPERATURE
+        self.temperature = default_temperature if options.temperature is None else options.temperature
         self.max_new_tokens = options.max_new_tokens or max_new_tokens
         self.max_retries = max_retries if options.max_retries is None else options.max_retries
         self.seed = random_seed() if options.seed is None else options.seed
-        self.states = []
+        self.states: list[_ItemState] = []
         for i, item in enumerate(coerced):
             rng = seeded_rng(self.seed, i)
             n = len(item.responses)
