@@ -100,16 +100,19 @@ def bootstrap_intervals(
     if n < 1:
         return {}
     rng = np.random.default_rng(seed)
-    strata = [_clusters(g, units) for g in groups if len(g)]
+    members, starts, sizes, counts = _clusters([g for g in groups if len(g)], units)
+    base = np.repeat(np.cumsum(counts) - counts, counts)  # each draw slot's group's first unit
+    span = np.repeat(counts, counts)
+    singles = bool((sizes == 1).all())
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(n):
-        parts, copies, offset = [], [], 0
-        for members, starts, sizes in strata:
-            drawn = rng.integers(0, len(starts), len(starts))
-            parts.append(members[ranges(starts[drawn], sizes[drawn])])
-            copies.append(np.repeat(np.arange(offset, offset + len(drawn)), sizes[drawn]))
-            offset += len(drawn)
-        for key, v in summaries(np.concatenate(parts), np.concatenate(copies)).items():
+        drawn = base + (rng.random(len(base)) * span).astype(int)
+        if singles:
+            index, copies = members[starts[drawn]], np.arange(len(drawn))
+        else:
+            index = members[ranges(starts[drawn], sizes[drawn])]
+            copies = np.repeat(np.arange(len(drawn)), sizes[drawn])
+        for key, v in summaries(index, copies).items():
             samples[key].append(v)
     tail = (1 - level) / 2
     intervals = {}
@@ -126,16 +129,28 @@ def ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(sizes.sum())
 
 
-def _clusters(group: np.ndarray, units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A group's items ordered by unit, with each unit's start and size in that order (units in first-seen
-    order; every item its own unit when ``units`` is None)."""
-    if units is None:
-        return group, np.arange(len(group)), np.ones(len(group), dtype=int)
-    _, first, inverse, sizes = np.unique(units[group], return_index=True, return_inverse=True, return_counts=True)
-    rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")  # unit codes in first-seen order
-    order = np.argsort(rank[inverse], kind="stable")
-    sizes = sizes[np.argsort(rank, kind="stable")]
-    return group[order], np.cumsum(sizes) - sizes, sizes
+def _clusters(
+    groups: Sequence[np.ndarray], units: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The groups' items ordered group by group and, within a group, unit by unit (first-seen order); each
+    unit's start and size in that order; and each group's number of units. Without ``units``, every item is a
+    unit of its own."""
+    parts, sizes, counts = [], [], []
+    for group in groups:
+        if units is None:
+            parts.append(group)
+            sizes.append(np.ones(len(group), dtype=int))
+        else:
+            _, first, inverse, size = np.unique(
+                units[group], return_index=True, return_inverse=True, return_counts=True
+            )
+            rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")  # unit codes in first-seen order
+            parts.append(group[np.argsort(rank[inverse], kind="stable")])
+            sizes.append(size[np.argsort(rank, kind="stable")])
+        counts.append(len(sizes[-1]))
+    size = np.concatenate(sizes) if sizes else np.array([], dtype=int)
+    members = np.concatenate(parts) if parts else np.array([], dtype=int)
+    return members, np.cumsum(size) - size, size, np.array(counts, dtype=int)
 
 
 def nanmean(values: Sequence[float] | np.ndarray) -> float:
