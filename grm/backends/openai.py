@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -175,6 +176,9 @@ class OpenAIBackend:
                     return await self._request(client, req)
                 except _Failure as f:
                     return f
+                except Exception as e:  # whatever a server sent, it costs this request only, never the batch
+                    logger.debug("request to %s failed unexpectedly", self.url, exc_info=True)
+                    return _Failure(f"could not use the answer of {self.url}: {type(e).__name__}: {e}", False)
                 finally:
                     bar.update(1)
 
@@ -256,12 +260,13 @@ class OpenAIBackend:
             payload.update(continue_final_message=True, add_generation_prompt=False)
         payload.update(self.extra_body)
         data = await self._post(client, payload)
-        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-        usage = data.get("usage") or {}
+        choices = _in_order(data["choices"])
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        counts = {key: _count(usage.get(key)) for key in ("prompt_tokens", "completion_tokens")}
         self.usage["requests"] += 1
-        for key in ("prompt_tokens", "completion_tokens"):
-            self.usage[key] += int(usage.get(key) or 0)
-        n_tokens = usage.get("completion_tokens") if len(choices) == 1 else None
+        for key, value in counts.items():
+            self.usage[key] += value or 0
+        n_tokens = counts["completion_tokens"] if len(choices) == 1 else None
         return [_completion(c, n_tokens, s.stop) for c in choices]
 
     async def _post(self, client: httpx.AsyncClient, payload: dict[str, Any]) -> dict[str, Any]:
@@ -338,13 +343,31 @@ class OpenAIBackend:
             for c in data["choices"]:
                 if not isinstance(c["message"], dict):
                     raise ValueError("a choice has no message")
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise _Failure(f"unreadable answer (HTTP 200) from {url}: {_excerpt(text)}", True, status) from None
         return data
 
 
+def _in_order(choices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The choices by their ``index``, or as sent when the indices are not distinct integers."""
+    indices = [c.get("index") for c in choices]
+    if all(isinstance(i, int) and not isinstance(i, bool) for i in indices) and len(set(indices)) == len(indices):
+        return [c for _, c in sorted(zip(indices, choices), key=lambda pair: pair[0])]
+    return list(choices)
+
+
+def _count(value: Any) -> int | None:
+    """A token count from a server's ``usage``: a non-negative whole number, else None (unknown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if value >= 0 else None
+
+
 def _completion(choice: dict[str, Any], n_tokens: int | None, stops: Sequence[str]) -> Completion:
     text, finish = choice["message"].get("content"), choice.get("finish_reason")
+    finish = finish if isinstance(finish, str) else None
     if not isinstance(text, str):
         return Completion("", n_tokens, finish, f"the answer has no text (finish_reason={finish!r})")
     stop_reason = choice.get("stop_reason")  # vLLM and SGLang name the stop string that ended a choice
@@ -358,7 +381,7 @@ def _excerpt(text: str, limit: int = 300) -> str:
         message = error.get("message") if isinstance(error, dict) else error
         if isinstance(message, str) and message:
             text = message
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         pass
     text = " ".join(text.split()) or "(empty body)"
     return text if len(text) <= limit else text[:limit] + "..."
