@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,21 +14,61 @@ logger = logging.getLogger(__name__)
 
 
 def read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """Yield ``(line_number, row, error)`` for each non-blank line (1-based numbers); a line that is not a
-    JSON object gives ``row=None`` and an error naming the line."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield number, None, f"line {number}: not valid JSON ({e.msg} at column {e.colno})"
-                continue
-            if not isinstance(row, dict):
-                yield number, None, f"line {number}: expected a JSON object, got {type(row).__name__}"
-            else:
+    """Yield ``(line_number, row, error)`` for each non-blank line (1-based numbers, lines split at ``\\n``); a
+    line that is not a JSON object (or not UTF-8, or nested too deeply to read) gives ``row=None`` and an error
+    naming the line. A UTF-8 byte order mark at the start of the file is skipped."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            row, error = _decode(raw)
+            if error:
+                yield number, None, f"line {number}: {error}"
+            elif row is not _BLANK:
                 yield number, row, None
+
+
+_BLANK = object()
+
+
+def _decode(raw: bytes) -> tuple[Any, str | None]:
+    """One line's JSON object, :data:`_BLANK` for a blank line, or an error saying why it cannot be read."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+    if not line.strip():
+        return _BLANK, None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON ({e.msg} at column {e.colno})"
+    except RecursionError:
+        return None, "not readable: JSON nested too deeply"
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        return None, f"not readable: {e}"
+    if not isinstance(row, dict):
+        return None, f"expected a JSON object, got {type(row).__name__}"
+    return row, None
+
+
+def dumps(value: Any) -> str:
+    """Standard JSON for ``value`` (UTF-8 text kept as is): a NaN or infinite float becomes null rather than the
+    non-standard ``NaN`` / ``Infinity`` that other JSON readers refuse."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def load_finished(path: str | Path, key: str, keep: Callable[[dict[str, Any]], Any] | None = None) -> dict[Any, Any]:
@@ -74,7 +116,8 @@ def _repair_last_line(path: Path, block: int = 1 << 16) -> None:
 
 
 class JsonlWriter:
-    """Append rows to a JSONL file, flushing each so that a crash loses at most the row being written."""
+    """Append rows to a JSONL file, flushing each so that a crash loses at most the row being written; rows are
+    written as standard JSON (see :func:`dumps`)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -82,7 +125,7 @@ class JsonlWriter:
         self._f = open(self.path, "a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.write(dumps(row) + "\n")
         self._f.flush()
 
     def close(self) -> None:
