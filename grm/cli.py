@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -14,7 +15,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from grm.backends import BACKENDS, BackendUnavailableError
+from grm.isolation import score_isolated
 from grm.jsonl import JsonlWriter, load_finished, read_rows
+from grm.prompts import brief
+from grm.types import Item
 
 logger = logging.getLogger("grm")
 
@@ -87,9 +91,34 @@ def load_grm(args: argparse.Namespace):
     )
 
 
-def _score_command(args: argparse.Namespace) -> int:
-    from grm.model import Item
+ITEM_FIELDS = ("query", "responses", "principles", "reference")
+"""The input columns an Item is made of; any other column (labels, metadata) is ignored."""
 
+
+def row_item(number: int, row: Any) -> tuple[Any, Item | None, str | None]:
+    """``(id, item, error)`` for input row ``number`` (its 1-based line): the row's ``id`` and its Item, or an error
+    naming the line and what is wrong (a wrong type, a missing field, an id that is not a string, a finite number
+    or null). Never raises, whatever the row holds."""
+    if not isinstance(row, dict):
+        return None, None, f"line {number}: expected a JSON object, got {type(row).__name__}"
+    row_id = row.get("id")
+    if not _plain_id(row_id):
+        return None, None, f"line {number}: id must be a string, a finite number or null, got {brief(row_id)}"
+    try:
+        return row_id, Item.coerce({k: row[k] for k in ITEM_FIELDS if k in row}), None
+    except (TypeError, ValueError) as e:
+        return row_id, None, f"line {number}: {e}"
+    except Exception as e:  # e.g. a structure nested too deeply to inspect
+        return row_id, None, f"line {number}: unreadable row ({type(e).__name__})"
+
+
+def _plain_id(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int)
+
+
+def _score_command(args: argparse.Namespace) -> int:
     done = load_finished(args.output, "index", keep=lambda row: "error" in row)
     if done:
         failed = sum(done.values())
@@ -100,15 +129,22 @@ def _score_command(args: argparse.Namespace) -> int:
             failed,
         )
     rm, meta_rm = load_grm(args), load_meta_rm(args)
-    pending: list[tuple[int, dict[str, Any], Item]] = []
+    pending: list[tuple[int, Any, Item]] = []
     n_scored = n_errors = 0
+
+    def write_error(writer: JsonlWriter, index: int, row_id: Any, error: str) -> None:
+        nonlocal n_errors
+        logger.warning("%s: %s", args.input, error)
+        writer.write({"index": index, "id": row_id, "error": error})
+        n_errors += 1
 
     def flush(writer: JsonlWriter) -> None:
         nonlocal n_scored
         if not pending:
             return
         seed = None if args.seed is None else args.seed + pending[0][0]
-        rewards = rm.score_batch(
+        results = score_isolated(
+            rm,
             [it for _, _, it in pending],
             meta_rm=meta_rm,
             k_meta=args.k_meta,
@@ -117,9 +153,14 @@ def _score_command(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             shuffle=not args.no_shuffle,
         )
-        for (index, row, _), reward in zip(pending, rewards):
-            writer.write({"index": index, "id": row.get("id"), **reward.to_dict()})
-        n_scored += len(pending)
+        for (index, row_id, _), result in zip(pending, results):
+            if isinstance(result, Exception):
+                write_error(
+                    writer, index, row_id, f"line {index + 1}: scoring failed: {type(result).__name__}: {result}"
+                )
+            else:
+                writer.write({"index": index, "id": row_id, **result.to_dict()})
+                n_scored += 1
         bar.update(len(pending))
         pending.clear()
 
@@ -128,22 +169,17 @@ def _score_command(args: argparse.Namespace) -> int:
             index = number - 1
             if index in done:
                 continue
-            if row is not None:
-                try:  # other columns (labels, metadata) are allowed and ignored
-                    fields = {k: row[k] for k in ("query", "responses", "principles", "reference") if k in row}
-                    pending.append((index, row, Item.coerce(fields)))
-                except (TypeError, ValueError) as e:
-                    error = f"line {number}: {e}"
-            if error:
-                logger.warning("%s: %s", args.input, error)
-                writer.write({"index": index, "id": (row or {}).get("id"), "error": error})
-                n_errors += 1
+            row_id, item, error = (None, None, error) if error else row_item(number, row)
+            if item is None:
+                write_error(writer, index, row_id, error)  # type: ignore[arg-type]
                 bar.update(1)
+                continue
+            pending.append((index, row_id, item))
             if len(pending) >= args.chunk_size:
                 flush(writer)
         flush(writer)
     logger.info(
-        "scored %d rows, %d malformed, %d skipped as done; output in %s", n_scored, n_errors, len(done), args.output
+        "scored %d rows, %d failed, %d skipped as done; output in %s", n_scored, n_errors, len(done), args.output
     )
     return 1 if n_errors else 0
 
@@ -247,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     except BackendUnavailableError as e:
         logger.error("%s; what was finished is saved: run the same command again to resume", e)
         return 3
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError) as e:
         logger.error("%s", e)
         return 2
 
