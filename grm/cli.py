@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from tqdm.auto import tqdm
 
 from grm.backends import BACKENDS, BackendUnavailableError
 from grm.isolation import score_isolated
-from grm.jsonl import JsonlWriter, load_finished, read_rows
+from grm.jsonl import JsonlWriter, load_finished, plain_id, read_rows
 from grm.prompts import brief
 from grm.types import Item
 
@@ -102,7 +101,7 @@ def row_item(number: int, row: Any) -> tuple[Any, Item | None, str | None]:
     if not isinstance(row, dict):
         return None, None, f"line {number}: expected a JSON object, got {type(row).__name__}"
     row_id = row.get("id")
-    if not _plain_id(row_id):
+    if not plain_id(row_id):
         return None, None, f"line {number}: id must be a string, a finite number or null, got {brief(row_id)}"
     try:
         return row_id, Item.coerce({k: row[k] for k in ITEM_FIELDS if k in row}), None
@@ -110,12 +109,6 @@ def row_item(number: int, row: Any) -> tuple[Any, Item | None, str | None]:
         return row_id, None, f"line {number}: {e}"
     except Exception as e:  # e.g. a structure nested too deeply to inspect
         return row_id, None, f"line {number}: unreadable row ({type(e).__name__})"
-
-
-def _plain_id(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return value is None or isinstance(value, str | int)
 
 
 def _score_command(args: argparse.Namespace) -> int:

@@ -52,6 +52,14 @@ def _decode(raw: bytes) -> tuple[Any, str | None]:
     return row, None
 
 
+def plain_id(value: Any) -> bool:
+    """Whether ``value`` can be a row's or a request's ``id`` in standard JSON: a string, an integer, a finite
+    number or null."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int)
+
+
 def dumps(value: Any) -> str:
     """Standard JSON for ``value`` (UTF-8 text kept as is): a NaN or infinite float becomes null rather than the
     non-standard ``NaN`` / ``Infinity`` that other JSON readers refuse."""
