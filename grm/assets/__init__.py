@@ -8,6 +8,8 @@ task's kinds of question (sums, unit conversions, ordering, largest number).
 A model folder's ``grm_config.json`` records how the model was trained to be prompted, so that a checkpoint
 carries its exact training prompt: ``template`` (a ``.j2`` file in the folder, or a built-in template name),
 ``score_range`` and ``max_new_tokens``. :meth:`grm.GRM.from_pretrained` uses it for what the caller leaves unset.
+A model folder is untrusted input: :func:`read_grm_config` refuses a template path that leads out of the folder
+and a malformed score range at load time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from grm.prompts import BUILTIN_TEMPLATES, brief, normalize_score_range
 
 GRM_CONFIG_FILE = "grm_config.json"
 TEMPLATE_FILE = "grm_template.j2"
@@ -43,23 +47,77 @@ def _asset(name: str) -> Path:
 
 
 def read_grm_config(path: str | Path) -> dict[str, Any]:
-    """The model folder's ``grm_config.json`` with ``template`` resolved (a path to the folder's file, or a
-    built-in name) and ``score_range`` as a tuple; ``{}`` when the folder has none (or ``path`` is a hub id)."""
-    folder = Path(path)
-    file = folder / GRM_CONFIG_FILE
-    if not file.is_file():
+    """The ``grm_config.json`` of a model folder or hub id, checked: ``template`` a file inside the folder (given as
+    its path) or a built-in template name, ``score_range`` a ``(low, high)`` tuple of integers, ``max_new_tokens`` a
+    positive integer; ValueError naming the file and the problem otherwise. ``{}`` when there is none.
+
+    A hub id's file is looked up in the local Hugging Face cache only, without network (download the repository,
+    e.g. ``huggingface-cli download ID``, for it to be found)."""
+    found = _config_file(path)
+    if found is None:
         return {}
-    config = json.loads(file.read_text(encoding="utf-8"))
+    file, root = found
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{file}: expected a JSON object with template, score_range, max_new_tokens")
     unknown = set(config) - {"template", "score_range", "max_new_tokens"}
     if unknown:
         raise ValueError(f"{file}: unknown keys {sorted(unknown)}; expected template, score_range, max_new_tokens")
-    if "template" in config and (folder / config["template"]).is_file():
-        config["template"] = folder / config["template"]
+    if "template" in config:
+        config["template"] = _template(file, root, config["template"])
     if "score_range" in config:
-        config["score_range"] = tuple(config["score_range"])
+        try:
+            config["score_range"] = normalize_score_range(config["score_range"])
+        except ValueError as e:
+            raise ValueError(f"{file}: {e}") from None
+    tokens = config.get("max_new_tokens")
+    if "max_new_tokens" in config and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1):
+        raise ValueError(f"{file}: max_new_tokens must be a positive integer, got {brief(tokens)}")
     return config
+
+
+def _config_file(path: str | Path) -> tuple[Path, Path] | None:
+    """``(grm_config.json, the folder its template must stay in)`` for a local folder, or for a hub id whose
+    repository is in the local Hugging Face cache (whose snapshot files link into the repository's cache folder)."""
+    folder = Path(path)
+    if folder.is_dir():
+        file = folder / GRM_CONFIG_FILE
+        return (file, folder) if file.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(str(path), GRM_CONFIG_FILE)
+    except HFValidationError:  # neither a folder nor a hub id
+        return None
+    if not isinstance(cached, str):
+        return None
+    file = Path(cached)
+    return file, file.parents[2]  # <cache>/models--org--name/snapshots/<revision>/grm_config.json
+
+
+def _template(file: Path, root: Path, name: Any) -> str | Path:
+    """A ``template`` entry: the path of a file in the config's folder (which must not lead out of ``root``), or a
+    built-in template name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{file}: template must be a file name in the model folder or a built-in template name")
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"{file}: template {name!r} must be a file inside the model folder or a built-in name")
+    candidate = file.parent / relative
+    if candidate.is_file():
+        if not candidate.resolve().is_relative_to(root.resolve()):
+            raise ValueError(f"{file}: template {name!r} links to a file outside the model folder")
+        return candidate
+    if name in BUILTIN_TEMPLATES:
+        return name
+    raise ValueError(
+        f"{file}: template {name!r} is neither a file in the model folder nor a built-in template "
+        f"({', '.join(BUILTIN_TEMPLATES)}); for a hub id, download the whole repository"
+    )
 
 
 def write_grm_config(
