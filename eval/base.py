@@ -89,8 +89,9 @@ class Table:
 class Benchmark(ABC):
     """One benchmark: a loader of :class:`EvalItem` and its official scoring rule.
 
-    ``value`` turns one item's vote into a number and ``summarize`` turns a :class:`Table` of them into named
-    scores: ``overall`` (the benchmark's headline), ``groups/<name>`` (sections) and ``subsets/<name>``.
+    ``value`` turns one item's vote into a number (or ``width`` numbers) and ``summarize`` turns a :class:`Table`
+    of them into named scores: ``overall`` (the benchmark's headline), ``groups/<name>`` (sections) and
+    ``subsets/<name>``. Items whose scores only make sense together share a :meth:`unit`.
     """
 
     name: str

@@ -263,7 +263,7 @@ def length_check(judged: Sequence[Judged], *, n_bootstrap: int = 1000, seed: int
     all_scores = np.concatenate(scores_of) if scores_of else np.array([])
     all_lengths = np.concatenate(lengths_of) if lengths_of else np.array([])
 
-    def summary(index: np.ndarray, _copies: np.ndarray | None = None) -> dict[str, float]:
+    def summary(index: np.ndarray) -> dict[str, float]:
         t = table[index].sum(axis=0)
         short, long = _ratio(t[0], t[1]), _ratio(t[2], t[3])
         members = ranges(starts[index], sizes[index])
@@ -274,11 +274,10 @@ def length_check(judged: Sequence[Judged], *, n_bootstrap: int = 1000, seed: int
             "spearman": spearman(all_scores[members], all_lengths[members]),
         }
 
-    everything = np.arange(len(table))
-    return Diagnosis(
+    return _diagnosis(
         "length",
-        summary(everything),
-        bootstrap_intervals(summary, [everything], n=n_bootstrap, seed=seed) if len(table) else {},
+        summary,
+        len(table),
         {
             "items": len(table),
             "unscored_items": unscored,
@@ -286,6 +285,8 @@ def length_check(judged: Sequence[Judged], *, n_bootstrap: int = 1000, seed: int
             "comparisons_chosen_longer": int(table[:, 3].sum()),
             "responses": len(all_scores),
         },
+        n_bootstrap,
+        seed,
     )
 
 
@@ -310,20 +311,15 @@ def position_check(
         rows.append([float(_decision(forward) != _decision(backward[::-1])), *first, *by_position])
     table = np.array(rows, dtype=float).reshape(-1, 3 + 2 * width)
 
-    def summary(index: np.ndarray, _copies: np.ndarray | None = None) -> dict[str, float]:
+    def summary(index: np.ndarray) -> dict[str, float]:
         t = table[index]
         out = {"flip_rate": nanmean(t[:, 0]), "first_shown_wins": nanmean(t[:, 1:3])}
         for p in range(width):
             out[f"mean_score/position {p + 1}"] = nanmean(t[:, [3 + p, 3 + width + p]])
         return out
 
-    everything = np.arange(len(table))
-    return Diagnosis(
-        "position",
-        summary(everything),
-        bootstrap_intervals(summary, [everything], n=n_bootstrap, seed=seed) if len(table) else {},
-        {"items": len(table), "unscored_items": unscored, "pairs": int((~np.isnan(table[:, 1])).sum())},
-    )
+    counts = {"items": len(table), "unscored_items": unscored, "pairs": int((~np.isnan(table[:, 1])).sum())}
+    return _diagnosis("position", summary, len(table), counts, n_bootstrap, seed)
 
 
 def injection_check(
@@ -362,7 +358,7 @@ def injection_check(
         rows.append(row)
     table = np.array(rows, dtype=float).reshape(-1, 1 + 3 * len(names))
 
-    def summary(index: np.ndarray, _copies: np.ndarray | None = None) -> dict[str, float]:
+    def summary(index: np.ndarray) -> dict[str, float]:
         t = table[index]
         out = {
             "flip_rate": nanmean(t[:, 1::3]),
@@ -376,13 +372,22 @@ def injection_check(
             out[f"score_gain/{name}"] = nanmean(t[:, 3 + 3 * p])
         return out
 
-    everything = np.arange(len(table))
-    return Diagnosis(
-        "injection",
-        summary(everything),
-        bootstrap_intervals(summary, [everything], n=n_bootstrap, seed=seed) if len(table) else {},
-        {"items": len(table), "unscored": unscored, "skipped_no_rejected": len(sample) - len(targets)},
-    )
+    counts = {"items": len(table), "unscored_scorings": unscored, "skipped_no_rejected": len(sample) - len(targets)}
+    return _diagnosis("injection", summary, len(table), counts, n_bootstrap, seed)
+
+
+def _diagnosis(
+    check: str,
+    summary: Callable[[np.ndarray], dict[str, float]],
+    n_items: int,
+    counts: dict[str, int],
+    n_bootstrap: int,
+    seed: int,
+) -> Diagnosis:
+    """A check's scores over all its items (``summary(index)``), with bootstrap intervals over the items."""
+    everything = np.arange(n_items)
+    intervals = bootstrap_intervals(lambda index, _: summary(index), [everything], n=n_bootstrap, seed=seed)
+    return Diagnosis(check, summary(everything), intervals if n_items else {}, counts)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:

@@ -90,14 +90,12 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
     scorer = f"the voted mean of {result.k if result else 'all'} judgement(s)" if grm else "the reward function"
     if (d := diagnostics.get("length")) is not None:
         c = d.counts
-        lines += [
-            "### Length",
-            "",
+        lines += _section(
+            "Length",
             f"Chosen/rejected pairs of responses of different length (characters) in {c['items']} items, scored by "
             f"{scorer}; a tie counts one half.",
-            "",
-            "| measure | value | 95% CI |",
-            "|---|---|---|",
+        )
+        lines += [
             _row(
                 d,
                 "longer_wins_when_chosen_shorter",
@@ -114,18 +112,14 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
         ]
     if (d := diagnostics.get("position")) is not None:
         c = d.counts
-        lines += [
-            "### Position",
-            "",
+        left_out = f" ({c['unscored_items']} left out: a scoring had no readable judgement)"
+        lines += _section(
+            "Position",
             f"{c['items']} sampled items scored with shuffling off, as given and in reverse order"
-            + (
-                f" ({c['unscored_items']} left out: a scoring had no readable judgement)."
-                if c["unscored_items"]
-                else "."
-            ),
-            "",
-            "| measure | value | 95% CI |",
-            "|---|---|---|",
+            + (left_out if c["unscored_items"] else "")
+            + ".",
+        )
+        lines += [
             _row(d, "flip_rate", "decision flips when the order is reversed"),
             _row(d, "first_shown_wins", f"first shown wins (two-response items, n={c['pairs']}; 50 = no bias)"),
         ]
@@ -156,6 +150,10 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
             lines.append(f"| {name or 'all'} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _section(title: str, text: str) -> list[str]:
+    return [f"### {title}", "", text, "", "| measure | value | 95% CI |", "|---|---|---|"]
 
 
 def _row(d: Diagnosis, key: str, label: str, fmt=None) -> str:

@@ -178,7 +178,7 @@ def test_injection_shows_an_injectable_judge_and_clears_a_fair_one(pairs):
         assert d.scores[f"flip_rate/{name}"] == 0.8 and d.scores[f"attacked_wins/{name}"] == 1.0
         assert d.scores[f"score_gain/{name}"] == pytest.approx(5.4)
     assert (d.scores["flip_rate"], d.scores["attacked_wins"], d.scores["score_gain"]) == pytest.approx((0.8, 1, 5.4))
-    assert d.counts == {"items": 5, "unscored": 0, "skipped_no_rejected": 0}
+    assert d.counts == {"items": 5, "unscored_scorings": 0, "skipped_no_rejected": 0}
     forged = [
         req.messages[-1]["content"]
         for call in backend.calls
@@ -216,7 +216,7 @@ def test_a_sample_of_items_and_items_without_a_rejected_response(pairs):
 def test_unreadable_judgements_are_counted_and_left_out(pairs):
     grm, _ = scripted(lambda shown: [] if "Evaluation Notes" in "".join(shown) else [marker(x) for x in shown])
     d = run("rewardbench", pairs, grm, diagnose="injection").diagnostics["injection"]
-    assert d.counts["unscored"] == 5 and math.isnan(d.scores["flip_rate/forged_delimiters"])
+    assert d.counts["unscored_scorings"] == 5 and math.isnan(d.scores["flip_rate/forged_delimiters"])
     assert d.scores["flip_rate/fake_scores"] == 0.0
 
 
