@@ -20,7 +20,6 @@ _CRITERIA = re.compile(_HEADER.format(name=r"(?:specific\s++)?(?:criteria|princi
 _ANALYSIS = re.compile(_HEADER.format(name=r"(?:analysis|critique)"), re.I | re.M)
 _SCORES = re.compile(_HEADER.format(name=r"(?:final\s++)?scores?"), re.I | re.M)
 _BOX_START = re.compile(r"\\boxed\s*+\{")
-_BRACE = re.compile(r"[{}]")
 _LATEX_TEXT = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*+)\}")
 # A comma or semicolon, or a whitespace run (taken whole: only where it starts) followed by a number.
 _SCORE_SEPARATOR = re.compile(r"[,;]|(?<!\s)\s++(?=[+-]?\d)")
@@ -54,12 +53,13 @@ def _box_start(text: str, lo: int = 0) -> int:
 
 def _box_content(text: str, start: int) -> str | None:
     """Content of the box opening at ``start`` (nested braces matched); None if it is never closed."""
-    open_brace = _BOX_START.match(text, start).end()  # type: ignore[union-attr]
+    open_brace = pos = _BOX_START.match(text, start).end()  # type: ignore[union-attr]
     depth = 1
-    for m in _BRACE.finditer(text, open_brace):
-        depth += 1 if m.group() == "{" else -1
+    while (close := text.find("}", pos)) != -1:  # only "{" lie between pos and the next "}"
+        depth += text.count("{", pos, close) - 1
         if depth == 0:
-            return text[open_brace : m.start()]
+            return text[open_brace:close]
+        pos = close + 1
     return None
 
 
@@ -72,8 +72,8 @@ def last_box(text: str) -> str | None:
 
 def _to_int(digits: str) -> int | None:
     """``int(digits)``, or None when it has more significant digits than any score could."""
-    body = digits.lstrip("+-").lstrip("0")
-    return int(digits) if len(body) <= _MAX_SCORE_DIGITS else None
+    body = digits.lstrip("+-").lstrip("0") or "0"
+    return int(digits[0] + body if digits[0] in "+-" else body) if len(body) <= _MAX_SCORE_DIGITS else None
 
 
 def parse_scores(box: str, n: int, score_range: tuple[int, int]) -> tuple[list[int] | None, str | None]:
