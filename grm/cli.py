@@ -218,6 +218,8 @@ def _serve_command(args: argparse.Namespace) -> int:
         max_responses=args.max_responses,
         max_k=args.max_k,
         max_body_bytes=args.max_body_bytes,
+        body_timeout_s=args.body_timeout,
+        max_reward_items=args.max_reward_items,
         max_in_flight=args.max_in_flight,
         api_key=args.api_key or os.environ.get("GRM_API_KEY") or None,
         default_k=args.k,
@@ -243,8 +245,12 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-window-ms", type=float, default=10.0, help="how long a batch waits for company")
     p.add_argument("--max-responses", type=int, default=32, help="responses per request at most")
     p.add_argument("--max-k", type=int, default=64, help="largest k a request may ask for")
-    p.add_argument("--max-body-bytes", type=int, default=4_000_000)
-    p.add_argument("--max-in-flight", type=int, default=512, help="requests accepted at once; more get 503")
+    p.add_argument("--max-body-bytes", type=int, default=4_000_000, help="larger bodies get 413")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send a body; slower gets 408")
+    p.add_argument("--max-reward-items", type=int, default=1024, help="items per /get_reward request at most")
+    p.add_argument(
+        "--max-in-flight", type=int, default=512, help="requests being scored at once (bodies received); more get 503"
+    )
     p.set_defaults(func=_serve_command)
 
 
