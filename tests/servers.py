@@ -1,5 +1,5 @@
-"""Local servers for the HTTP backend tests, all on 127.0.0.1: a real vLLM OpenAI server, and a fault server
-that answers chat completions badly on purpose, as a script says."""
+"""Local servers for the HTTP tests, all on 127.0.0.1: a real vLLM OpenAI server, a fault server that answers chat
+completions badly on purpose, as a script says, and the reward server app in a thread."""
 
 from __future__ import annotations
 
@@ -79,6 +79,27 @@ def vllm_server(model: str, log: Path) -> Iterator[VLLMServer]:
 CASE = re.compile(r"case:(\w+)")
 
 
+class AppServer:
+    """An ASGI app (the reward server) served by uvicorn on a free port of 127.0.0.1, in a thread of its own."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(250):
+            if self.server.started:
+                break
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
 class FaultServer:
     """A chat completions endpoint that misbehaves per request as ``script`` says.
 
@@ -86,8 +107,9 @@ class FaultServer:
     successive requests (the last one repeats). Actions: ``ok`` (judge with ``answer``), ``429``/``500``/``503``/
     ``400``/``401`` (that status with a JSON error naming the case), ``hang`` (no answer until stopped), ``garbage``
     (HTTP 200 with HTML), ``drop`` (close the connection unanswered), ``one_choice`` (ignore ``n``), ``reject_n``
-    (400 when ``n > 1``), ``text:...`` (answer that text), ``retry_after:S`` (429 with ``Retry-After: S``),
-    ``slow`` (answer after 0.2 s). ``hits``, ``times``, ``payloads`` and ``max_in_flight`` record what came in.
+    (400 when ``n > 1``), ``text:...`` (answer that text), ``raw:...`` (HTTP 200 with that body, as it is),
+    ``retry_after:S`` (429 with ``Retry-After: S``), ``slow`` (answer after 0.2 s). ``hits``, ``times``,
+    ``payloads`` and ``max_in_flight`` record what came in.
     """
 
     def __init__(self, script: dict[str, list[str]], answer: Callable[[list[dict[str, str]], int], str]) -> None:
@@ -162,6 +184,8 @@ class FaultServer:
                     self.send(
                         200, b"<html><body>502 Bad Gateway (not JSON)</body></html>", {"Content-Type": "text/html"}
                     )
+                elif action.startswith("raw:"):
+                    self.send(200, action[4:].encode())
                 elif action.startswith("retry_after:"):
                     self.send(429, error, {"Retry-After": action.split(":", 1)[1]})
                 elif action.isdigit():

@@ -8,15 +8,12 @@ import asyncio
 import importlib.util
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from servers import FaultServer, free_port
+from servers import AppServer, FaultServer
 
 from grm import GRM
 from grm.backends import Completion
@@ -69,22 +66,12 @@ def server():
 
     def start(config=None, backend=None, meta_rm=None):
         backend = backend or Scripted()
-        app = create_app(GRM(backend), config or ServerConfig(), meta_rm=meta_rm)
-        port = free_port()
-        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        for _ in range(250):
-            if srv.started:
-                break
-            time.sleep(0.02)
-        started.append((srv, thread))
-        return f"http://127.0.0.1:{port}", backend, port
+        started.append(AppServer(create_app(GRM(backend), config or ServerConfig(), meta_rm=meta_rm)))
+        return started[-1].url, backend, started[-1].port
 
     yield start
-    for srv, thread in started:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    for s in started:
+        s.stop()
 
 
 def connect(port: int) -> socket.socket:
@@ -133,9 +120,9 @@ def test_parse_time_is_bounded_on_adversarial_families():
     assert {f for f, _ in families} == {"whitespace", "nested braces", "many boxes", "long digits", "1 MB mix"}
     assert max(len(t) for _, t in families) >= 1_000_000
     for family, text in families:
-        for truncated in (False, True):
+        for kwargs in ({}, {"truncated": True}):
             start = time.perf_counter()
-            j = parse_judgement(text, 2, truncated=truncated)
+            j = parse_judgement(text, 2, **kwargs)
             elapsed = time.perf_counter() - start
             assert elapsed < BOUND_S, f"{family}, {len(text)} chars: {elapsed:.2f} s"
             assert j.valid == (j.error is None) and (j.scores is None or len(j.scores) == 2)
@@ -180,16 +167,17 @@ def test_small_parser_cases():
 
 def test_a_cut_off_judgement_does_not_score_a_quoted_box():
     cut = "Analysis:\nResponse 1 ends with its answer \\boxed{7}"
-    assert parse_judgement(cut, 1).scores == [7]  # read as finished text, the last box would count
-    j = parse_judgement(cut, 1, truncated=True)
-    assert j.scores is None and "token limit" in j.error
     done = "Analysis:\nResponse 1 quotes \\boxed{7}.\n\n**Scores:** \\boxed{3}\nand then the model rambled on"
-    assert parse_judgement(done, 1, truncated=True).scores == [3]
-    assert "token limit" in parse_judgement("Analysis: x\nScores: \\boxed{3", 1, truncated=True).error
-
     r = GRM(Scripted(cut=cut)).score("case:cut", ["42"])
     assert r.n_valid == 0 and "token limit" in r.judgements[0].error
     assert GRM(Scripted(cut=done)).score("case:cut", ["42"]).rewards == [3.0]
+    assert GRM(Scripted(cut=cut, finish="stop")).score("case:cut", ["42"]).rewards == [7.0]  # a finished text
+
+    assert parse_judgement(cut, 1).scores == [7]
+    j = parse_judgement(cut, 1, truncated=True)
+    assert j.scores is None and "token limit" in j.error
+    assert parse_judgement(done, 1, truncated=True).scores == [3]
+    assert "token limit" in parse_judgement("Analysis: x\nScores: \\boxed{3", 1, truncated=True).error
 
 
 def test_get_reward_gives_the_failed_reward_for_a_cut_off_judgement(server):
@@ -223,40 +211,8 @@ ODD_ANSWERS = {
 }
 
 
-class OddServer:
-    """A chat completions endpoint that answers HTTP 200 with the body ``ODD_ANSWERS[case]`` for a prompt holding
-    ``case:NAME`` (a plain good answer otherwise)."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                text = payload["messages"][-1]["content"]
-                case = next((c for c in ODD_ANSWERS if f"case:{c}" in text), None)
-                body = (ODD_ANSWERS[case] if case else json.dumps({"choices": [_choice()]})).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-
-    def __enter__(self) -> OddServer:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_odd_http_answers_become_errors_or_judgements_never_exceptions():
-    with OddServer() as odd:
+    with FaultServer({case: [f"raw:{body}"] for case, body in ODD_ANSWERS.items()}, lambda *_: JUDGEMENT) as odd:
         rm = GRM.from_openai(odd.url, "judge", retries=0, timeout=10, progress=False)
         cases = [*ODD_ANSWERS, "plain"]
         rewards = rm.score_batch([(f"case:{c}", ["a", "bb"]) for c in cases], shuffle=False)

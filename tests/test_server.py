@@ -2,7 +2,6 @@
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -10,17 +9,11 @@ import time
 
 import httpx
 import pytest
-import uvicorn
+from servers import AppServer, free_port
 
 from grm import GRM
 from grm.server import ServerConfig, create_app
 from helpers import MEMORIZED, ScriptedBackend, judge_by, shown_responses
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SlowScripted(ScriptedBackend):
@@ -37,31 +30,22 @@ class SlowScripted(ScriptedBackend):
 
 @pytest.fixture
 def server():
-    """Start an in-process server; yields (base_url, backend, app, uvicorn server)."""
+    """Start in-process servers; yields ``start(config, delay) -> (base_url, backend, app)``."""
     started = []
 
     def start(config=None, delay=0.05):
         backend = SlowScripted(delay)
         app = create_app(GRM(backend), config or ServerConfig())
-        port = free_port()
-        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        for _ in range(200):
-            if srv.started:
-                break
-            time.sleep(0.02)
-        started.append((srv, thread))
-        return f"http://127.0.0.1:{port}", backend, app, srv
+        started.append(AppServer(app))
+        return started[-1].url, backend, app
 
     yield start
-    for srv, thread in started:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    for s in started:
+        s.stop()
 
 
 def test_concurrent_load_is_batched_and_every_request_answered(server):
-    url, backend, app, _ = server()
+    url, backend, app = server()
     n = 60
 
     async def load():
@@ -88,7 +72,7 @@ def test_concurrent_load_is_batched_and_every_request_answered(server):
 
 
 def test_bad_requests_get_4xx_with_a_message(server):
-    url, _, _, _ = server(ServerConfig(max_responses=3, max_body_bytes=2000, api_key="sekret", max_k=4))
+    url, _, _ = server(ServerConfig(max_responses=3, max_body_bytes=2000, api_key="sekret", max_k=4))
     auth = {"Authorization": "Bearer sekret"}
     ok = {"query": "q", "responses": ["a"]}
     cases = [
@@ -113,7 +97,7 @@ def test_bad_requests_get_4xx_with_a_message(server):
 
 
 def test_openrlhf_get_reward(server):
-    url, backend, _, _ = server()
+    url, backend, _ = server()
     body = {"query": ["Q: hi A: hello", "Q: hi A: yo"], "prompts": ["Q: hi A:", "Q: hi A:"], "labels": ["hey", ""]}
     r = httpx.post(f"{url}/get_reward", json=body)
     assert r.status_code == 200
@@ -125,7 +109,7 @@ def test_openrlhf_get_reward(server):
 
 
 def test_too_many_in_flight_gets_503(server):
-    url, _, _, _ = server(ServerConfig(max_in_flight=2, batch_window_s=0.0), delay=0.5)
+    url, _, _ = server(ServerConfig(max_in_flight=2, batch_window_s=0.0), delay=0.5)
 
     async def burst():
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -196,7 +180,7 @@ def test_verl_reward_file_calls_the_server(server, monkeypatch):
     import importlib.util
     from pathlib import Path
 
-    url, backend, _, _ = server()
+    url, backend, _ = server()
     path = Path(__file__).resolve().parents[1] / "examples" / "verl_grm_reward.py"
     spec = importlib.util.spec_from_file_location("verl_grm_reward", path)
     module = importlib.util.module_from_spec(spec)
