@@ -138,6 +138,18 @@ def teach(
     return losses
 
 
+def sharpen(model, factor: float) -> None:
+    """Multiply a tiny Qwen2 model's logits by ``factor`` (through its final norm's weight), in place.
+
+    Greedy decoding is unchanged; sampling at temperature ``T`` then draws as the unsharpened model would at
+    ``T / factor``, so a taught model stays on its targets when sampled.
+    """
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    with torch.no_grad():
+        model.model.norm.weight.mul_(factor)
+
+
 def build_memorized_grm(
     path: str | Path,
     items: Sequence[tuple[str, Sequence[str], Sequence[int]]],
@@ -146,11 +158,14 @@ def build_memorized_grm(
     lr: float = 3e-3,
     template: str = "default",
     seed: int = 0,
+    sharpness: float = 2.0,
 ) -> Path:
     """Build a tiny GRM at ``path`` that has memorized how to judge ``items`` = (query, responses, scores).
 
     It is taught every response order of every item, so it gives each response its given score wherever the
-    shuffle puts it. It knows nothing else: on any other input its output is meaningless.
+    shuffle puts it. It knows nothing else: on any other input its output is meaningless. Its logits are then
+    multiplied by ``sharpness`` (:func:`sharpen`) so that samples repeat the memorized judgements too: at
+    temperature 0.5 one leaves them with probability below 1e-10 (about 4e-5 unsharpened; measured).
     """
     from grm.parsing import format_judgement
     from grm.prompts import PromptTemplate
@@ -168,6 +183,7 @@ def build_memorized_grm(
     texts = [m["content"] for p in prompts for m in p] + targets
     model, tokenizer = build_causal_lm(path, texts, seed=seed)
     teach(model, tokenizer, prompts, targets, steps=steps, seed=seed, lr=lr)
+    sharpen(model, sharpness)
     return save(model, tokenizer, path)
 
 

@@ -2,6 +2,8 @@
 
 The model always gives the response shown first 9 and the other 2 (and a lone response 7), so a sampled judgement
 is correct exactly when the shuffle showed the best response first: what the trainers do with it is predictable.
+It is sharpened (``grm.tiny.sharpen``) so that this holds for samples too: at temperature 0.5 a judgement leaves the
+taught text with probability below 1e-9 (about 1e-4 unsharpened; measured), on any machine.
 A short template keeps prompts (and so teaching and generation) cheap.
 """
 
@@ -33,7 +35,7 @@ def judgement(scores: list[int]) -> str:
 def build_first_wins_grm(root: Path) -> tuple[Path, Path, Path]:
     """Build the model, its template and a pairs data file under ``root``; return (model, template, data)."""
     from grm.prompts import PromptTemplate
-    from grm.tiny import build_causal_lm, save, teach
+    from grm.tiny import build_causal_lm, save, sharpen, teach
 
     template = root / "short.j2"
     template.write_text(TEMPLATE, encoding="utf-8")
@@ -47,6 +49,7 @@ def build_first_wins_grm(root: Path) -> tuple[Path, Path, Path]:
         targets.append(judgement([7]))
     model, tokenizer = build_causal_lm(root / "model", [m["content"] for p in prompts for m in p] + targets)
     teach(model, tokenizer, prompts, targets, steps=120, lr=3e-3)
+    sharpen(model, 2.0)
     save(model, tokenizer, root / "model")
     data = root / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in PAIRS), encoding="utf-8")

@@ -48,10 +48,20 @@ def test_backend_batches_and_copies_greedy_rows(memorized_grm_path):
     assert [len(o) for o in out] == [3, 2]
     assert out[0][0].text == out[0][1].text == out[0][2].text
     assert all(c.finish_reason == "stop" for o in out for c in o)
-    # seeded sampling repeats; the caller's global RNG is not disturbed
+    assert out[0][0].text.endswith("\\boxed{9, 2}") and all(c.text.endswith("\\boxed{8}") for c in out[1])
+
+
+def test_seeded_samples_repeat_and_leave_the_callers_rng_alone(random_lm_path):
+    backend = TransformersBackend(random_lm_path, progress=False, batch_size=8)
+    msgs = [{"role": "user", "content": "Tell me something new."}]
+
+    def texts(seed):
+        return [c.text for c in backend.generate([GenerationRequest(msgs, 8, Sampling(1.0, 12, seed=seed))])[0]]
+
     state = torch.random.get_rng_state()
-    again = backend.generate([GenerationRequest(rm.build_prompt(*MEMORIZED[2][:2]), 2, Sampling(0.7, 60, seed=1))])
-    assert [c.text for c in again[0]] == [c.text for c in out[1]]
+    first = texts(1)
+    assert len(set(first)) > 1, "the random LM's samples differ unless seeded alike (conftest.random_lm_path)"
+    assert texts(1) == first and texts(2) != first
     assert torch.equal(state, torch.random.get_rng_state())
 
 
