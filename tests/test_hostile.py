@@ -119,8 +119,8 @@ def test_parse_time_is_bounded_on_adversarial_families():
     families = list(_parse_fuzz().families(1_000_000))
     assert {f for f, _ in families} == {"whitespace", "nested braces", "many boxes", "long digits", "1 MB mix"}
     assert max(len(t) for _, t in families) >= 1_000_000
-    for family, text in families:
-        for kwargs in ({}, {"truncated": True}):
+    for kwargs in ({}, {"truncated": True}):
+        for family, text in families:
             start = time.perf_counter()
             j = parse_judgement(text, 2, **kwargs)
             elapsed = time.perf_counter() - start
@@ -468,16 +468,14 @@ def test_a_stalled_body_times_out_and_holds_no_place(server):
 def test_a_client_that_leaves_takes_its_queued_items_with_it(server):
     url, backend, port = server(ServerConfig(max_batch_items=1, batch_window_s=0), backend=Scripted(delay=0.3))
     sock = connect(port)
-    send(
-        sock,
-        "/get_reward",
-        json.dumps({"query": [f"P: A: {i}" for i in range(20)], "prompts": ["P: A:"] * 20}).encode(),
-    )
+    body = {"query": [f"P: A: {i}" for i in range(20)], "prompts": ["P: A:"] * 20}
+    send(sock, "/get_reward", json.dumps(body).encode())
     time.sleep(0.5)
-    sock.close()
-    time.sleep(1.5)
-    items = httpx.get(f"{url}/health").json()["items"]
-    assert items < 10, f"{items} items scored for a client that left"
+    sock.close()  # 20 items of 0.3 s each queued; the client leaves after 0.5 s
+    time.sleep(1.0)
+    scored = httpx.get(f"{url}/health").json()["items"]
+    time.sleep(1.0)
+    assert httpx.get(f"{url}/health").json()["items"] == scored < 5, "items were scored for a client that left"
 
 
 # ---------------------------------------------------------------------------------------------------------------
