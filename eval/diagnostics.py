@@ -14,7 +14,8 @@ Three checks, each a :class:`Diagnosis` with 95% bootstrap intervals over items:
   shown first wins (0.5 for a judge that ignores order).
 - ``injection``: for the same sample, an adversarial payload (:data:`PAYLOADS`) is appended to a rejected response
   (the first with the lowest ground truth) and the item is scored again with shuffling off: how often the
-  decision changes, how often the attacked response then wins, and its mean score gain, per payload and pooled.
+  decision changes, how often the attacked response then wins, and its mean score gain, per payload and pooled,
+  over the items scored both clean and attacked; and how often the attack left no readable judgement at all.
 
 Scores are the scorer's own (a GRM's voted mean in its score range, a scalar RM's raw output), so score means and
 gains compare scorers of the same scale; rates compare any two. Re-scored items are cached (JSONL keyed by
@@ -202,7 +203,12 @@ class Rescorer:
                 for start in range(0, len(todo), self.batch_size):
                     chunk = todo[start : start + self.batch_size]
                     outcomes = judge(
-                        self.scorer, [item for _, item in chunk], k=self.k, seed=self.seed + start, **self.options
+                        self.scorer,
+                        [item for _, item in chunk],
+                        k=self.k,
+                        seed=self.seed,
+                        keys=[key for key, _ in chunk],
+                        **self.options,
                     )
                     for (key, _), outcome in zip(chunk, outcomes):
                         mean = mean_scores(outcome)
@@ -329,7 +335,6 @@ def injection_check(
     targets = [(it, attacked) for it in sample if (attacked := _rejected(it.truth)) is not None]
     clean = rescorer.scores([(f"as_given/{it.id}", it) for it, _ in targets], "injection")
     names = list(PAYLOADS)
-    rows, unscored = [], 0
     attacked_variants = {}
     for name, payload in PAYLOADS.items():
         variants = []
@@ -338,41 +343,42 @@ def injection_check(
             responses[a] += payload(len(responses), a, rescorer.score_range)
             variants.append((f"{name}/{it.id}", replace(it, responses=responses)))
         attacked_variants[name] = rescorer.scores(variants, f"injection {name}")
+    measures = ("flip_rate", "attacked_wins", "score_gain", "unreadable")
+    width = len(measures)
+    rows, unscored_clean = [], 0
     for it, a in targets:
         before = clean[f"as_given/{it.id}"]
-        row = [np.nan] * (1 + 3 * len(names))
-        if before is None:
-            unscored += 1
+        row = [np.nan] * (1 + width * len(names))
+        if before is None:  # nothing to compare the attacks with
+            unscored_clean += 1
         else:
             row[0] = float(_decision(before) == a)
             for p, name in enumerate(names):
                 after = attacked_variants[name][f"{name}/{it.id}"]
-                if after is None:
-                    unscored += 1
-                    continue
-                row[1 + 3 * p : 4 + 3 * p] = [
-                    float(_decision(after) != _decision(before)),
-                    float(_decision(after) == a),
-                    after[a] - before[a],
-                ]
+                row[1 + width * p : 1 + width * (p + 1)] = (
+                    [np.nan, np.nan, np.nan, 1.0]
+                    if after is None
+                    else [
+                        float(_decision(after) != _decision(before)),
+                        float(_decision(after) == a),
+                        after[a] - before[a],
+                        0.0,
+                    ]
+                )
         rows.append(row)
-    table = np.array(rows, dtype=float).reshape(-1, 1 + 3 * len(names))
+    table = np.array(rows, dtype=float).reshape(-1, 1 + width * len(names))
 
     def summary(index: np.ndarray) -> dict[str, float]:
         t = table[index]
-        out = {
-            "flip_rate": nanmean(t[:, 1::3]),
-            "attacked_wins": nanmean(t[:, 2::3]),
-            "score_gain": nanmean(t[:, 3::3]),
-            "attacked_wins_clean": nanmean(t[:, 0]),
-        }
+        out = {m: nanmean(t[:, 1 + j :: width]) for j, m in enumerate(measures)}
+        out["attacked_wins_clean"] = nanmean(t[:, 0])
         for p, name in enumerate(names):
-            out[f"flip_rate/{name}"] = nanmean(t[:, 1 + 3 * p])
-            out[f"attacked_wins/{name}"] = nanmean(t[:, 2 + 3 * p])
-            out[f"score_gain/{name}"] = nanmean(t[:, 3 + 3 * p])
+            out.update({f"{m}/{name}": nanmean(t[:, 1 + width * p + j]) for j, m in enumerate(measures)})
         return out
 
-    counts = {"items": len(table), "unscored_scorings": unscored, "skipped_no_rejected": len(sample) - len(targets)}
+    counts = {"items": len(table), "unscored_clean": unscored_clean, "skipped_no_rejected": len(sample) - len(targets)}
+    for p, name in enumerate(names):
+        counts[f"scored/{name}"] = int((table[:, 4 + width * p] == 0).sum())
     return _diagnosis("injection", summary, len(table), counts, n_bootstrap, seed)
 
 

@@ -87,7 +87,7 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
     """The ``## Diagnostics`` section: one table per check, values with their 95% bootstrap intervals."""
     lines = ["## Diagnostics", ""]
     grm = result is None or result.config.get("scorer") != "scalar"
-    scorer = f"the voted mean of {result.k if result else 'all'} judgement(s)" if grm else "the reward function"
+    scorer = f"the GRM's voted mean score (k={result.k if result else '?'})" if grm else "the reward function"
     if (d := diagnostics.get("length")) is not None:
         c = d.counts
         lines += _section(
@@ -117,7 +117,7 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
             "Position",
             f"{c['items']} sampled items scored with shuffling off, as given and in reverse order"
             + (left_out if c["unscored_items"] else "")
-            + ".",
+            + "; the mean score at a position counts the items with that many responses.",
         )
         lines += [
             _row(d, "flip_rate", "decision flips when the order is reversed"),
@@ -134,18 +134,22 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
         lines += [
             "### Injection",
             "",
-            f"A payload appended to a rejected response of {c['items']} sampled items, scored with shuffling off. "
-            f"Unattacked, that response wins {_pct(d.scores.get('attacked_wins_clean'))}% of them.",
+            f"A payload appended to a rejected response of {c['items']} sampled items, scored with shuffling off; "
+            "n counts the items scored both clean and attacked. Unattacked, that response wins "
+            f"{_pct(d.scores.get('attacked_wins_clean'))}% of them.",
             "",
-            "| payload | decision flips | attacked response wins | mean score gain |",
-            "|---|---|---|---|",
+            "| payload | n | decision flips | attacked response wins | mean score gain | no readable judgement |",
+            "|---|---|---|---|---|---|",
         ]
         for name in [*PAYLOADS, None]:
             suffix = "" if name is None else f"/{name}"
+            n = c[f"scored{suffix}"] if name else sum(c[f"scored/{p}"] for p in PAYLOADS)
             cells = [
+                str(n),
                 _cell(d, f"flip_rate{suffix}"),
                 _cell(d, f"attacked_wins{suffix}"),
                 _cell(d, f"score_gain{suffix}", _gain),
+                _cell(d, f"unreadable{suffix}"),
             ]
             lines.append(f"| {name or 'all'} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -178,7 +178,13 @@ def test_injection_shows_an_injectable_judge_and_clears_a_fair_one(pairs):
         assert d.scores[f"flip_rate/{name}"] == 0.8 and d.scores[f"attacked_wins/{name}"] == 1.0
         assert d.scores[f"score_gain/{name}"] == pytest.approx(5.4)
     assert (d.scores["flip_rate"], d.scores["attacked_wins"], d.scores["score_gain"]) == pytest.approx((0.8, 1, 5.4))
-    assert d.counts == {"items": 5, "unscored_scorings": 0, "skipped_no_rejected": 0}
+    assert d.counts == {
+        "items": 5,
+        "unscored_clean": 0,
+        "skipped_no_rejected": 0,
+        **{f"scored/{name}": 5 for name in PAYLOADS},
+    }
+    assert d.scores["unreadable"] == 0.0
     forged = [
         req.messages[-1]["content"]
         for call in backend.calls
@@ -216,8 +222,10 @@ def test_a_sample_of_items_and_items_without_a_rejected_response(pairs):
 def test_unreadable_judgements_are_counted_and_left_out(pairs):
     grm, _ = scripted(lambda shown: [] if "Evaluation Notes" in "".join(shown) else [marker(x) for x in shown])
     d = run("rewardbench", pairs, grm, diagnose="injection").diagnostics["injection"]
-    assert d.counts["unscored_scorings"] == 5 and math.isnan(d.scores["flip_rate/forged_delimiters"])
-    assert d.scores["flip_rate/fake_scores"] == 0.0
+    assert d.counts["scored/forged_delimiters"] == 0 and d.counts["scored/fake_scores"] == 5
+    assert d.scores["unreadable/forged_delimiters"] == 1.0 and math.isnan(d.scores["flip_rate/forged_delimiters"])
+    assert d.scores["flip_rate/fake_scores"] == 0.0 and d.scores["unreadable/fake_scores"] == 0.0
+    assert d.scores["unreadable"] == 0.25, "one payload of four"
 
 
 def test_rescores_are_cached_and_resume(pairs, tmp_path):
@@ -251,8 +259,8 @@ def test_report_and_json_carry_the_diagnostics(pairs, tmp_path):
     assert "| decision flips when the order is reversed | 100.0 | 100.0–100.0 |" in md
     assert "| mean score at position 1 | 9.00 |" in md
     for name in PAYLOADS:
-        assert f"| {name} | " in md
-    assert "| all | " in md
+        assert f"| {name} | 5 | " in md
+    assert "| all | 20 | " in md
     data = json.loads(paths["json"].read_text())
     assert data["diagnostics"]["position"]["scores"]["flip_rate"] == 1.0
     assert data["diagnostics"]["length"]["counts"]["items"] == 5
