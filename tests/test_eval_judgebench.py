@@ -58,6 +58,9 @@ def test_loader_names_bad_rows_and_reads_the_gpt_split_by_default(tmp_path, monk
     bad.write_text(json.dumps({**row, "response_B": None}) + "\n")
     with pytest.raises(ValueError, match="must be strings"):
         load(bad)
+    bad.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match="duplicate item id 'pair-1:AB'"):
+        run("judgebench", bad, marker_scalar)
     del row["pair_id"]
     bad.write_text(json.dumps(row) + "\n")
     with pytest.raises(ValueError, match=r"missing field\(s\) \['pair_id'\]"):

@@ -166,3 +166,22 @@ def test_units_pair_a_prompts_ref_and_tied_items():
     table = Table(["Ties"], np.zeros(2, int), np.zeros((2, 3)), np.zeros(2))
     with pytest.raises(ValueError, match="needs the items' ids and units"):
         bench.summarize(table)
+
+
+def test_a_pathological_item_is_scored_in_bounded_time(tmp_path):
+    import time
+
+    row = json.loads(RB2.read_text().splitlines()[0])
+    huge = "word " * 200_000 + "[q9]"  # a 1 MB chosen response
+    many = [f"r{i} [q{i % 9}]" for i in range(2000)]
+    rows = [
+        {**row, "id": "ref:1", "subset": "Ties", "chosen": [huge], "rejected": many, "num_correct": 1},
+        {**row, "id": "tied:1", "subset": "Ties", "chosen": ["x [q8]"] * 999, "rejected": ["y"], "num_correct": 999},
+    ]
+    data = tmp_path / "big.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    start = time.perf_counter()
+    r = run("rewardbench2", data, marker_scalar, diagnose="length,position,injection")
+    assert time.perf_counter() - start < 60
+    assert r.scores["voting"]["ties/ref_accuracy"] == 1.0 and r.scores["voting"]["ties/correctness_preferred"] == 1.0
+    assert r.diagnostics["injection"].scores["flip_rate"] == 0.0
