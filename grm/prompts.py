@@ -126,13 +126,33 @@ def escape_user_text(text: str) -> str:
     return escape_delimiters(neutralize_control_tokens(text))
 
 
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching the longest of ``words`` at a position, written as a trie (``ab``, ``ac`` -> ``a(?:b|c)``):
+    the work per position is bounded by the length of a word, not by how many words there are."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def pattern(node: dict[str, dict]) -> str:
+        branches = [re.escape(ch) + pattern(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return f"(?:{body})?" if "" in node else body
+
+    return pattern(trie)
+
+
 class ControlTokens:
     """Neutralises the special tokens of one tokenizer (``<|im_start|>``, ``</s>``, ``[INST]``...) in text, by a
     backslash after their first character, so that text from users can never be tokenized into them."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
         self.tokens = sorted({t for t in tokens if isinstance(t, str) and len(t) >= 2}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, self.tokens))) if self.tokens else None
+        self._pattern = re.compile(_trie_pattern(self.tokens)) if self.tokens else None
 
     @classmethod
     def of(cls, tokenizer: object) -> ControlTokens:

@@ -273,6 +273,17 @@ def test_hostile_user_text_escapes_in_bounded_time():
         assert time.perf_counter() - start < BOUND_S
 
 
+def test_a_tokenizer_with_thousands_of_special_tokens_neutralises_in_bounded_time():
+    reserved = [f"<|reserved_special_token_{i}|>" for i in range(256)]  # Llama 3's; Gemma has thousands unused
+    tokens = ControlTokens(reserved + [f"<unused{i}>" for i in range(6000)])
+    for text in ("<" * 1_000_000, "<|reserved_special_token_" * 40_000, "<unused" * 150_000):
+        start = time.perf_counter()
+        assert tokens.escape(text + "<unused7>").endswith("<\\unused7>")
+        assert time.perf_counter() - start < BOUND_S
+    escaped = tokens.escape("a<|reserved_special_token_12|>b<unused123>")
+    assert escaped == "a<\\|reserved_special_token_12|>b<\\unused123>"
+
+
 def _special_ids(backend, messages):
     ids = backend.prompt_ids(messages)
     return [t for t in ids if t in backend.tokenizer.all_special_ids]
