@@ -7,7 +7,7 @@ from pathlib import Path
 
 from grm import GRM
 from grm.eval import evaluate
-from helpers import ScriptedBackend, judge_by
+from helpers import ScriptedBackend, judge_by, shown_responses
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 
@@ -21,6 +21,17 @@ def marker(text: str) -> int:
 def marker_grm(**kw) -> GRM:
     """A GRM whose every judgement scores each response by its tag, whatever order it is shown in."""
     return GRM(ScriptedBackend(judge_by(marker)), **kw)
+
+
+def scripted(score_of_shown) -> tuple[GRM, ScriptedBackend]:
+    """A GRM whose every judgement scores the shown responses with ``score_of_shown(responses) -> scores``, and
+    its backend (which records the requests)."""
+
+    def script(messages, _):
+        return f"Scores: \\boxed{{{', '.join(map(str, score_of_shown(shown_responses(messages))))}}}"
+
+    backend = ScriptedBackend(script)
+    return GRM(backend), backend
 
 
 def marker_scalar(messages, responses) -> list[float]:

@@ -16,13 +16,12 @@ import math
 
 import numpy as np
 import pytest
-from eval_helpers import FIXTURES, marker, marker_grm, marker_scalar, run
+from eval_helpers import FIXTURES, marker, marker_grm, marker_scalar, run, scripted
 
-from grm import GRM
 from grm.cli import main
 from grm.eval import PAYLOADS, write_report
 from grm.eval.diagnostics import ItemSample, parse_checks, spearman
-from helpers import ScriptedBackend, shown_responses
+from helpers import shown_responses
 
 ROWS = [
     ("Name a colour.", "Red [q9]", "A much longer answer [q3]"),
@@ -42,16 +41,6 @@ def pairs(tmp_path):
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
-
-
-def scripted(score_of_shown) -> tuple[GRM, ScriptedBackend]:
-    """A GRM whose every judgement scores the shown responses with ``score_of_shown(responses) -> scores``."""
-
-    def script(messages, _):
-        return f"Scores: \\boxed{{{', '.join(map(str, score_of_shown(shown_responses(messages))))}}}"
-
-    backend = ScriptedBackend(script)
-    return GRM(backend), backend
 
 
 def first_shown_grm():

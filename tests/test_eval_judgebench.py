@@ -14,12 +14,11 @@ pair is right when the sum is > 0.
 import json
 
 import pytest
-from eval_helpers import FIXTURES, marker, marker_scalar, run
+from eval_helpers import FIXTURES, marker, marker_scalar, run, scripted
 
-from grm import GRM
 from grm.eval import DatasetUnavailable, get_benchmark
 from grm.eval.judgebench import family_of
-from helpers import ScriptedBackend, shown_responses
+from helpers import shown_responses
 
 DATA = FIXTURES / "judgebench"
 FILE = DATA / "dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl"
@@ -27,16 +26,6 @@ FILE = DATA / "dataset=judgebench,response_model=gpt-4o-2024-05-13.jsonl"
 
 def load(source, **kw):
     return list(get_benchmark("judgebench").items(source, **kw))
-
-
-def scripted(score_of_shown) -> tuple[GRM, ScriptedBackend]:
-    """A GRM whose judgement scores the shown responses with ``score_of_shown(responses) -> scores``."""
-
-    def script(messages, _):
-        return f"Scores: \\boxed{{{', '.join(map(str, score_of_shown(shown_responses(messages))))}}}"
-
-    backend = ScriptedBackend(script)
-    return GRM(backend), backend
 
 
 def test_loader_reads_the_official_schema_as_two_orders_per_pair():
