@@ -24,9 +24,10 @@ from grm.server import ServerConfig, create_app
 from helpers import ScriptedBackend, judge_by, shown_responses
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUND_S = 2.0
-"""Seconds any one parse or escape of a hostile input may take: the parser is linear-time, so even 1 MB inputs
-take well under this on a slow shared CPU, while the parser of 4aa61f9 took 12 s on 150 spaces."""
+BOUND_S = 5.0
+"""CPU seconds (of the calling thread, so that other processes on a shared machine do not count) any one parse or
+escape of a hostile input may take: linear-time code takes well under half a second on 1 MB here, while the parser
+of 4aa61f9 took 12 s on 150 spaces and more than 10 s on 242 characters."""
 
 
 def _parse_fuzz():
@@ -121,17 +122,17 @@ def test_parse_time_is_bounded_on_adversarial_families():
     assert max(len(t) for _, t in families) >= 1_000_000
     for kwargs in ({}, {"truncated": True}):
         for family, text in families:
-            start = time.perf_counter()
+            start = time.thread_time()
             j = parse_judgement(text, 2, **kwargs)
-            elapsed = time.perf_counter() - start
+            elapsed = time.thread_time() - start
             assert elapsed < BOUND_S, f"{family}, {len(text)} chars: {elapsed:.2f} s"
             assert j.valid == (j.error is None) and (j.scores is None or len(j.scores) == 2)
 
 
 def test_whitespace_after_a_list_marker_parses_at_once():
-    start = time.perf_counter()
+    start = time.thread_time()
     j = parse_judgement("1." + " " * 150 + "\nScores: \\boxed{7, 3}", 2)
-    assert time.perf_counter() - start < BOUND_S and j.scores == [7, 3]
+    assert time.thread_time() - start < BOUND_S and j.scores == [7, 3]
 
 
 def test_a_score_of_thousands_of_digits_is_an_error_and_keeps_the_batch():
@@ -268,18 +269,18 @@ def test_ordinary_text_is_shown_unchanged():
 def test_hostile_user_text_escapes_in_bounded_time():
     size = 1_000_000
     for text in ("\n[" * (size // 2), "\n[xxxxxxxxxxx" * (size // 13), (FAKE + "\r") * (size // 24), "<|" * size):
-        start = time.perf_counter()
+        start = time.thread_time()
         escape_user_text(text)
-        assert time.perf_counter() - start < BOUND_S
+        assert time.thread_time() - start < BOUND_S
 
 
 def test_a_tokenizer_with_thousands_of_special_tokens_neutralises_in_bounded_time():
     reserved = [f"<|reserved_special_token_{i}|>" for i in range(256)]  # Llama 3's; Gemma has thousands unused
     tokens = ControlTokens(reserved + [f"<unused{i}>" for i in range(6000)])
     for text in ("<" * 1_000_000, "<|reserved_special_token_" * 40_000, "<unused" * 150_000):
-        start = time.perf_counter()
+        start = time.thread_time()
         assert tokens.escape(text + "<unused7>").endswith("<\\unused7>")
-        assert time.perf_counter() - start < BOUND_S
+        assert time.thread_time() - start < BOUND_S
     escaped = tokens.escape("a<|reserved_special_token_12|>b<unused123>")
     assert escaped == "a<\\|reserved_special_token_12|>b<\\unused123>"
 
