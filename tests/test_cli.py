@@ -113,8 +113,7 @@ def test_meta_rm_guided_scoring(memorized_grm_path, tmp_path):
     inp.write_text(json.dumps({"query": MEMORIZED[0][0], "responses": MEMORIZED[0][1]}) + "\n")
     assert run(memorized_grm_path, inp, out, "-k", "3", "--meta-rm", str(meta), "--k-meta", "1") == 0
     row = json.loads(out.read_text())
-    assert len(row["meta_scores"]) == 3 and len(row["kept"]) <= 1
-    if row["kept"]:
-        assert row["meta_scores"][row["kept"][0]] == max(row["meta_scores"])
+    assert len(row["meta_scores"]) == 3 and len(row["kept"]) == 1  # all three valid: the memorized judgement
+    assert row["meta_scores"][row["kept"][0]] == max(row["meta_scores"])
     out.unlink()
     assert run(memorized_grm_path, inp, out, "-k", "3", "--k-meta", "1") == 2

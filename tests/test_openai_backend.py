@@ -1,4 +1,5 @@
-"""The HTTP backend against a real vLLM OpenAI server started on 127.0.0.1 with the tiny memorized GRM."""
+"""The HTTP backend against real vLLM OpenAI servers started on 127.0.0.1: one with the tiny memorized GRM, one
+with a random tiny LM where samples must differ (tests/conftest.py says what each makes certain on any machine)."""
 
 import asyncio
 
@@ -13,9 +14,19 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def base_url(memorized_grm_path, tmp_path_factory):
-    with vllm_server(memorized_grm_path, tmp_path_factory.mktemp("vllm") / "server.log") as server:
-        yield server.wait()
+def urls(memorized_grm_path, random_lm_path, tmp_path_factory):
+    """The base URLs of the memorized GRM's server and the random LM's, started side by side."""
+    logs = tmp_path_factory.mktemp("vllm")
+    with (
+        vllm_server(memorized_grm_path, logs / "memorized.log") as memorized,
+        vllm_server(random_lm_path, logs / "random.log") as random_lm,
+    ):
+        yield memorized.wait(), random_lm.wait()
+
+
+@pytest.fixture(scope="module")
+def base_url(urls):
+    return urls[0]
 
 
 def backend_for(url, model, **kw):
@@ -38,13 +49,14 @@ def test_greedy_and_voting_through_the_server(base_url, memorized_grm_path):
     assert {tuple(j.order) for j in r.judgements} == {(0, 1), (1, 0)}
 
 
-def test_n_and_separate_seeded_requests_give_the_same_samples(base_url, memorized_grm_path):
-    msgs = [{"role": "user", "content": "Tell me something new."}]  # not memorized: samples differ
-    req = GenerationRequest(msgs, 3, Sampling(1.0, 12, seed=11))
-    [with_n] = backend_for(base_url, memorized_grm_path).generate([req])
-    [one_by_one] = backend_for(base_url, memorized_grm_path, use_n=False).generate([req])
-    assert [c.text for c in with_n] == [c.text for c in one_by_one] and len({c.text for c in with_n}) > 1
-    assert all(c.n_tokens is None for c in with_n) and all(c.n_tokens == 12 for c in one_by_one)
+def test_n_and_separate_seeded_requests_give_the_same_samples(urls, random_lm_path):
+    req = GenerationRequest([{"role": "user", "content": "Tell me something new."}], 8, Sampling(1.0, 12, seed=11))
+    [with_n] = backend_for(urls[1], random_lm_path).generate([req])
+    [one_by_one] = backend_for(urls[1], random_lm_path, use_n=False).generate([req])
+    assert [c.text for c in with_n] == [c.text for c in one_by_one]
+    assert len({c.text for c in with_n}) > 1, "the random LM's samples differ unless seeded alike"
+    assert all(c.n_tokens is None for c in with_n)  # the server counts the tokens of all n together
+    assert all(c.n_tokens == 12 or (c.finish_reason == "stop" and 1 <= c.n_tokens < 12) for c in one_by_one)
 
 
 def test_server_errors_name_the_answer_and_keep_the_rest(base_url, memorized_grm_path):
