@@ -98,7 +98,8 @@ def evaluate(
     ``scorer`` is a :class:`grm.GRM` (``k`` judgements per item, optionally a ``meta_rm`` voting the top
     ``k_meta``; ``score_options`` such as ``temperature``, ``shuffle``, ``max_new_tokens`` go to its
     ``score_batch``) or any callable ``(messages, responses) -> list[float]`` (then ``k`` must be 1). Items go to
-    the scorer ``chunk_size`` at a time (one ``score_batch`` call each; the engine's batch size is the backend's).
+    the scorer ``chunk_size`` at a time (one ``score_batch`` call each; the engine's batch size is the backend's),
+    each item seeded by ``seed`` and its id, so that neither ``chunk_size`` nor what the cache held changes it.
     With ``cache``, each item's judgements are appended to that JSONL file as they are made (a GRM's
     ``Reward.to_dict()``), keyed by item id, and a later call with the same cache scores only the items not in it.
     Voting@k and MetaRM@k for every k up to ``k`` are computed from the cached judgements by drawing k of them
@@ -142,7 +143,7 @@ def evaluate(
             scorer,
             [it for _, it in pending],
             k=k,
-            seed=seed + pending[0][0],
+            seed=seed,
             meta_rm=meta_rm,
             k_meta=k_meta,
             **score_options,

@@ -30,15 +30,18 @@ def judge(
     *,
     k: int,
     seed: int,
+    keys: Sequence[str] | None = None,
     meta_rm: JudgementRater | None = None,
     k_meta: int | None = None,
     **score_options: Any,
 ) -> list[Reward | list[float]]:
     """Score ``items`` with a GRM (one :class:`~grm.types.Reward` each, ``k`` judgements; ``score_options`` go to
-    ``score_batch``) or a scalar reward function (one checked list of floats each)."""
+    ``score_batch``) or a scalar reward function (one checked list of floats each). A GRM seeds each item by
+    ``seed`` and its key in ``keys`` (default: its id), so its reward does not depend on the chunk it is in."""
     if is_grm(scorer):
         return scorer.score_batch(
             [Item(it.query, it.responses, principles=it.principles, reference=it.reference) for it in items],
+            keys=[it.id for it in items] if keys is None else keys,
             k=k,
             seed=seed,
             meta_rm=meta_rm,

@@ -135,14 +135,14 @@ def _score_command(args: argparse.Namespace) -> int:
         nonlocal n_scored
         if not pending:
             return
-        seed = None if args.seed is None else args.seed + pending[0][0]
         results = score_isolated(
             rm,
             [it for _, _, it in pending],
+            keys=[index for index, _, _ in pending],  # a row is seeded by its index: chunks and resuming change nothing
             meta_rm=meta_rm,
             k_meta=args.k_meta,
             k=args.k,
-            seed=seed,
+            seed=args.seed,
             temperature=args.temperature,
             shuffle=not args.no_shuffle,
         )
@@ -190,7 +190,13 @@ def _register_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, type=Path, help="input JSONL")
     p.add_argument("--output", required=True, type=Path, help="output JSONL (appended to; resumes)")
     p.add_argument("-k", type=int, default=1, help="judgements sampled per row (k=1: greedy)")
-    p.add_argument("--seed", type=int, default=None, help="seed for shuffling, sampling and tie-breaks")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for shuffling, sampling and tie-breaks; each row is seeded by it and the row's index, so a seeded "
+        "run gives the same output whatever --chunk-size, and when resumed",
+    )
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for k=1, 0.5 for k>1")
     p.add_argument("--no-shuffle", action="store_true", help="keep the responses in input order")
     p.add_argument("--chunk-size", type=int, default=64, help="rows sent to the backend per call")

@@ -13,15 +13,19 @@ from grm.types import Item, Reward
 logger = logging.getLogger(__name__)
 
 
-def score_isolated(rm: Any, items: Sequence[Item], **kwargs: Any) -> list[Reward | Exception]:
-    """``rm.score_batch(items, **kwargs)``, one reward per item; when the batch raises, each item is scored alone
-    and an item that still fails gets its exception in place of a reward, so the others are kept.
+def score_isolated(
+    rm: Any, items: Sequence[Item], *, keys: Sequence[int | str] | None = None, **kwargs: Any
+) -> list[Reward | Exception]:
+    """``rm.score_batch(items, keys=keys, **kwargs)``, one reward per item; when the batch raises, each item is
+    scored alone, under its own key (default: its position in ``items``), so it gets the reward the batch would
+    have given it, and an item that still fails gets its exception in place of a reward, so the others are kept.
 
     :class:`~grm.backends.BackendUnavailableError` is raised as it is: the backend answers no one, so retrying
     item by item would only fail as many times.
     """
+    keys = list(range(len(items))) if keys is None else list(keys)
     try:
-        return list(rm.score_batch(items, **kwargs))
+        return list(rm.score_batch(items, keys=keys, **kwargs))
     except BackendUnavailableError:
         raise
     except Exception as e:
@@ -31,9 +35,9 @@ def score_isolated(rm: Any, items: Sequence[Item], **kwargs: Any) -> list[Reward
             "scoring a batch of %d failed (%s: %s); scoring its items one by one", len(items), type(e).__name__, e
         )
     out: list[Reward | Exception] = []
-    for item in items:
+    for item, key in zip(items, keys):
         try:
-            out.append(rm.score_batch([item], **kwargs)[0])
+            out.append(rm.score_batch([item], keys=[key], **kwargs)[0])
         except BackendUnavailableError:
             raise
         except Exception as e:

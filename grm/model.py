@@ -153,13 +153,17 @@ class GRM:
         options: ScoringOptions | None = None,
         *,
         meta_rm: JudgementRater | None = None,
+        keys: Sequence[int | str] | None = None,
         **overrides: Any,
     ) -> list[Reward]:
         """Draw ``k`` judgements per item in one backend call and vote them.
 
         ``options`` (a :class:`grm.ScoringOptions`; default: its defaults), with any of its fields overridden by
-        keyword (``k=8, seed=0``). Responses are shuffled before each sample (seeded by ``seed`` and the item's
-        position) and scores mapped back to the caller's order. ``k == 1`` decodes greedily unless
+        keyword (``k=8, seed=0``). Responses are shuffled before each sample and scores mapped back to the
+        caller's order. Each item is seeded by ``seed`` and its key: ``keys`` (one integer or string per item,
+        e.g. its row index or id in a larger job) or else its position in ``items``; its reward depends on that
+        seed only, not on the other items (with a batch-invariant backend, see the README's Reproducibility), so
+        a job scored in chunks with ``keys`` equals the job scored at once. ``k == 1`` decodes greedily unless
         ``temperature`` is given; ``k > 1`` samples at temperature 0.5. Samples whose scores cannot be read are
         resampled up to ``max_retries`` times (default: the model's), then left out of the vote and counted.
         With a ``meta_rm``, every judgement is rated and only the ``k_meta`` rated highest (default ``k // 2``,
@@ -174,7 +178,7 @@ class GRM:
         (e.g. its server is down); if that happens while resampling, the judgements already drawn are kept.
         The algorithm is :class:`grm.scoring.ScoringPlan`.
         """
-        plan = self._plan(items, options, overrides, meta_rm)
+        plan = self._plan(items, options, overrides, meta_rm, keys)
 
         def execute(step: Step) -> Any:
             if isinstance(step, Generate):
@@ -189,6 +193,7 @@ class GRM:
         options: ScoringOptions | None = None,
         *,
         meta_rm: JudgementRater | None = None,
+        keys: Sequence[int | str] | None = None,
         **overrides: Any,
     ) -> list[Reward]:
         """Async :meth:`score_batch` (same arguments, same results).
@@ -196,7 +201,7 @@ class GRM:
         Uses the backend's ``agenerate`` when it has one (e.g. the HTTP backend); otherwise runs ``generate`` in
         a worker thread, one call at a time per GRM, so the event loop stays free. A meta RM runs in a thread.
         """
-        plan = self._plan(items, options, overrides, meta_rm)
+        plan = self._plan(items, options, overrides, meta_rm, keys)
 
         async def execute(step: Step) -> Any:
             if isinstance(step, Generate):
@@ -211,6 +216,7 @@ class GRM:
         options: ScoringOptions | None,
         overrides: Mapping[str, Any],
         meta_rm: JudgementRater | None,
+        keys: Sequence[int | str] | None,
     ) -> ScoringPlan:
         return ScoringPlan(
             items,
@@ -220,6 +226,7 @@ class GRM:
             max_new_tokens=self.max_new_tokens,
             max_retries=self.max_retries,
             rated=meta_rm is not None,
+            keys=keys,
         )
 
     def _prompt(self, item: Item, order: Sequence[int]) -> list[Message]:

@@ -14,8 +14,12 @@ awaits it with an async executor, ``GRM.score_batch`` runs it with a blocking on
 3. **rate**: with a meta RM, one step rating every item's judgements;
 4. **vote**: sum each response's scores over the (kept) valid judgements.
 
-Every sample shows the responses in an order of its own (seeded; see :mod:`grm.seeding`); samples that drew the
-same order share one request (``n=``), and :func:`read_judgement` maps the scores back to the caller's order.
+Every sample shows the responses in an order of its own; samples that drew the same order share one request
+(``n=``), and :func:`read_judgement` maps the scores back to the caller's order. Everything random about an item
+(its orders, its requests' engine seeds, its tie-breaks) derives from the item's own seed, made of the call's
+seed and the item's key (:func:`~grm.seeding.item_seed`; the key defaults to the item's position in the call, and
+a caller scoring a job in chunks passes each item's row index or id), never from the other items: with a backend
+whose samples depend only on their own seed, an item's reward is the same in any batch, chunk or order.
 :class:`ScoringOptions` holds the settings every scoring entry point takes and passes on whole.
 """
 
@@ -33,7 +37,7 @@ from typing import Any, Protocol, TypeVar
 from grm import voting
 from grm.backends import BackendUnavailableError, Completion, GenerationRequest, Sampling
 from grm.parsing import parse_judgement
-from grm.seeding import random_seed, request_seed, seeded_rng
+from grm.seeding import item_seed, random_seed, request_seed, seeded_rng
 from grm.types import Item, Judgement, Message, Reward
 
 logger = logging.getLogger(__name__)
@@ -217,10 +221,12 @@ def generation_call(round_index: int, attempt: int, max_retries: int) -> int:
 
 @dataclass
 class _ItemState:
-    """One item's progress: its response order for each of the k samples, the judgements drawn so far (None: not
-    yet), how many samples are drawn and how many resamples it took."""
+    """One item's progress: its seed and the random stream drawn from it, its response order for each of the k
+    samples, the judgements drawn so far (None: not yet), how many samples are drawn and how many resamples it
+    took."""
 
     item: Item
+    seed: int
     rng: random.Random
     orders: list[list[int]]
     judgements: list[Judgement | None]
@@ -233,7 +239,10 @@ class ScoringPlan:
 
     ``prompt(item, order)`` gives the chat messages that show ``item``'s responses in ``order``; ``score_range``
     is the model's; ``max_new_tokens`` and ``max_retries`` are the model's, used where ``options`` leave them
-    unset; ``rated`` says that a meta RM will answer :class:`Rate` steps.
+    unset; ``rated`` says that a meta RM will answer :class:`Rate` steps. ``keys`` name the items in the caller's
+    job (integers or strings, e.g. row indices or ids; default: their positions ``0..n-1``), and seed each item
+    with :func:`~grm.seeding.item_seed` of ``options.seed`` and its key. Items with the same key and content get
+    the same result.
     """
 
     def __init__(
@@ -246,10 +255,12 @@ class ScoringPlan:
         max_new_tokens: int,
         max_retries: int,
         rated: bool = False,
+        keys: Sequence[int | str] | None = None,
     ) -> None:
         check_meta_rm(options, rated)
         self.options, self.prompt, self.score_range, self.rated = options, prompt, score_range, rated
         coerced = [Item.coerce(it) for it in items]
+        keys = range(len(coerced)) if keys is None else _checked_keys(keys, len(coerced))
         k = options.k
         default_temperature = 0.0 if k == 1 else SAMPLING_TEMPERATURE
         self.temperature = default_temperature if options.temperature is None else options.temperature
@@ -257,11 +268,12 @@ class ScoringPlan:
         self.max_retries = max_retries if options.max_retries is None else options.max_retries
         self.seed = random_seed() if options.seed is None else options.seed
         self.states: list[_ItemState] = []
-        for i, item in enumerate(coerced):
-            rng = seeded_rng(self.seed, i)
+        for item, key in zip(coerced, keys):
+            seed = item_seed(self.seed, key)
+            rng = seeded_rng(seed)
             n = len(item.responses)
             orders = [_shuffled(n, rng) if options.shuffle else list(range(n)) for _ in range(k)]
-            self.states.append(_ItemState(item, rng, orders, [None] * k))
+            self.states.append(_ItemState(item, seed, rng, orders, [None] * k))
 
     def steps(self) -> Generator[Step, Any, list[Reward]]:
         """The whole scoring: draw in rounds, rate, vote; returns one reward per item."""
@@ -370,15 +382,19 @@ class ScoringPlan:
 
     def _generate(self, pending: list[tuple[int, int]], round_index: int, attempt: int) -> Generator[Step, Any, bool]:
         """One generation call for the ``pending`` slots, its completions read into them. On a backend outage:
-        re-raised if nothing was drawn yet, else False (a round's first draw then counts as never made)."""
+        re-raised if nothing was drawn yet, else False (a round's first draw then counts as never made).
+
+        The request for an item's samples ``j, ...`` (those that drew one order) is seeded from the item's seed,
+        the call and ``j * k``: its samples get the engine seeds ``seed, seed + 1, ...``, which no other request
+        of the item shares, and which depend on nothing outside the item."""
         groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
         for i, j in pending:
             groups.setdefault((i, tuple(self.states[i].orders[j])), []).append(j)
         call = generation_call(round_index, attempt, self.max_retries)
         temperature = self.temperature if attempt == 0 else max(self.temperature, SAMPLING_TEMPERATURE)
         requests = []
-        for r, ((i, order), samples) in enumerate(groups.items()):
-            seed = None if temperature == 0 else request_seed(self.seed, call, r)
+        for (i, order), samples in groups.items():
+            seed = None if temperature == 0 else request_seed(self.states[i].seed, call, samples[0] * self.options.k)
             sampling = Sampling(temperature, self.max_new_tokens, seed=seed)
             requests.append(GenerationRequest(self.prompt(self.states[i].item, order), len(samples), sampling))
         try:
@@ -399,6 +415,16 @@ class ScoringPlan:
             for j, completion in zip(samples, completions):
                 self.states[i].judgements[j] = read_judgement(completion, order, self.score_range)
         return True
+
+
+def _checked_keys(keys: Sequence[int | str], n: int) -> list[int | str]:
+    """``keys`` as a list, one per item (each key is checked by :func:`~grm.seeding.item_seed`)."""
+    if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
+        raise TypeError(f"keys must be a sequence of one integer or string per item, got {type(keys).__name__}")
+    keys = list(keys)
+    if len(keys) != n:
+        raise ValueError(f"keys must give one key per item: {n} items, {len(keys)} keys")
+    return keys
 
 
 def _shuffled(n: int, rng: random.Random) -> list[int]:

@@ -1,18 +1,32 @@
 """Seeds: every random choice grm makes derives from a caller's seed through these helpers, so a seeded run repeats.
 
+- :func:`item_seed` gives each item of a job a seed of its own, from the job's seed and the item's identity in the
+  job (its row index, its id), never from its place in a chunk or batch: an item's result is the same whatever
+  else is scored with it, however the job is chunked, and when an interrupted job resumes;
 - :func:`seeded_rng` gives each item (sample, draw...) a random stream of its own, named by the seed and indices;
-- :func:`request_seed` gives each engine request a seed of its own, from the run's seed, the generation call it
-  belongs to and its position in that call;
+- :func:`request_seed` gives each engine request a seed of its own, from a seed (an item's, a run's), the
+  generation call it belongs to and an index in that call; an engine gives sample ``i`` of a request seeded
+  ``s`` the seed ``s + i`` (vLLM's convention, which every grm backend follows);
 - :func:`seed_for` numbers the seeds of repeated calls or consecutive chunks (fresh draws each, reproducible);
 - :func:`random_seed` draws the seed of a run the caller left unseeded.
 """
 
 from __future__ import annotations
 
+import numbers
 import random
 
 SEED_SPACE = 2**31
 """Engine seeds lie in ``[0, SEED_SPACE)`` (what every engine accepts)."""
+
+
+def item_seed(seed: int, key: int | str) -> int:
+    """The seed of the item known as ``key`` in a job seeded with ``seed``: a stable function of the two (the same
+    in every process and on every machine), in ``[0, SEED_SPACE)``. ``key`` names the item in the whole job: its
+    row index in the input, its id; an integer and the string of its digits are different keys."""
+    if isinstance(key, bool) or not isinstance(key, numbers.Integral | str):
+        raise TypeError(f"an item key must be an integer or a string, got {type(key).__name__} {key!r:.60}")
+    return random_seed(seeded_rng(seed, "item", repr(int(key)) if isinstance(key, numbers.Integral) else repr(key)))
 
 
 def seeded_rng(*parts: object) -> random.Random:
@@ -21,7 +35,8 @@ def seeded_rng(*parts: object) -> random.Random:
 
 
 def request_seed(seed: int, call: int, index: int) -> int:
-    """The engine seed of request ``index`` of generation call ``call`` in a run seeded with ``seed``."""
+    """The engine seed of request ``index`` of generation call ``call`` of what is seeded with ``seed`` (an item,
+    a run)."""
     return ((seed + call * 7919) * 1_000_003 + index) % SEED_SPACE
 
 

@@ -91,8 +91,11 @@ class _JSON(JSONResponse):
 
 @dataclass
 class _Job:
+    """One item to score; ``key`` is its place in its request, which seeds it with the request's ``seed``."""
+
     item: Item
     options: ScoringOptions
+    key: int
     future: asyncio.Future = field(repr=False)
 
 
@@ -116,9 +119,11 @@ class DynamicBatcher:
             self._task.cancel()
 
     async def submit(self, items: list[Item], options: ScoringOptions) -> list[Reward]:
-        """Queue ``items`` and wait for their rewards; cancelling the wait takes those not yet scored off the queue."""
+        """Queue ``items`` and wait for their rewards; cancelling the wait takes those not yet scored off the queue.
+        Each item is seeded by the request's seed and its place in ``items``, so whatever other requests share
+        its batch, a seeded request gets what ``GRM.score_batch(items, options)`` gives."""
         loop = asyncio.get_running_loop()
-        jobs = [_Job(item, options, loop.create_future()) for item in items]
+        jobs = [_Job(item, options, key, loop.create_future()) for key, item in enumerate(items)]
         for job in jobs:
             self.queue.put_nowait(job)
         return list(await asyncio.gather(*(j.future for j in jobs)))
@@ -157,7 +162,12 @@ class DynamicBatcher:
         self.largest_batch = max(self.largest_batch, len(jobs))
         try:
             results = await asyncio.to_thread(
-                score_isolated, self.rm, [j.item for j in jobs], options=options, meta_rm=self.meta_rm
+                score_isolated,
+                self.rm,
+                [j.item for j in jobs],
+                keys=[j.key for j in jobs],
+                options=options,
+                meta_rm=self.meta_rm,
             )
         except BackendUnavailableError as e:
             results = [e] * len(jobs)

@@ -108,7 +108,9 @@ class FaultServer:
     ``400``/``401`` (that status with a JSON error naming the case), ``hang`` (no answer until stopped), ``garbage``
     (HTTP 200 with HTML), ``drop`` (close the connection unanswered), ``one_choice`` (ignore ``n``), ``reject_n``
     (400 when ``n > 1``), ``text:...`` (answer that text), ``raw:...`` (HTTP 200 with that body, as it is),
-    ``retry_after:S`` (429 with ``Retry-After: S``), ``slow`` (answer after 0.2 s). ``hits``, ``times``,
+    ``retry_after:S`` (429 with ``Retry-After: S``), ``slow`` (answer after 0.2 s), ``seeded`` (choice ``i`` is
+    ``answer(messages, seed + i)``: each sample's own seed, as vLLM seeds the samples of ``n``; no seed counts as
+    0), which makes a seeded engine whose samples depend on nothing else. ``hits``, ``times``,
     ``payloads`` and ``max_in_flight`` record what came in.
     """
 
@@ -196,8 +198,9 @@ class FaultServer:
                     if action == "slow":
                         time.sleep(0.2)
                     count = 1 if action == "one_choice" else n
+                    first = payload.get("seed", 0) if action == "seeded" else 0
                     texts = [
-                        action[5:] if action.startswith("text:") else server.answer(payload["messages"], i)
+                        action[5:] if action.startswith("text:") else server.answer(payload["messages"], first + i)
                         for i in range(count)
                     ]
                     body = {

@@ -12,7 +12,7 @@ from grm.eval.base import EvalItem
 from grm.integrations.trl import GRMReward
 from grm.scoring import Generate, Rate, ScoringPlan, chunks, generation_call, read_judgement, run_blocking
 from grm.search import GRMVerifier
-from grm.seeding import request_seed, seed_for, seeded_rng
+from grm.seeding import item_seed, request_seed, seed_for, seeded_rng
 from grm.training.meta_rm import build_dataset
 from helpers import ScriptedBackend, judge_by
 
@@ -90,7 +90,9 @@ def test_the_plan_is_sans_io_typed_steps_in_and_replies_back():
     assert isinstance(generate, Generate)
     # no shuffle: each item's two samples share one request (n=2)
     assert [(r.messages[0]["content"], r.n) for r in generate.requests] == [("a|bbb|cc", 2), ("dddd|e", 2)]
-    assert [r.sampling.seed for r in generate.requests] == [request_seed(0, 0, 0), request_seed(0, 0, 1)]
+    # each item's request is seeded from the item's own seed (its key: its position here) and its first sample
+    seeds = [request_seed(item_seed(0, i), 0, 0) for i in range(2)]
+    assert [r.sampling.seed for r in generate.requests] == seeds
     replies = [[Completion("\\boxed{1, 9, 5}"), Completion("\\boxed{9, 1, 5}")], [Completion("\\boxed{2, 3}")] * 2]
     rate = steps.send(replies)
     assert isinstance(rate, Rate) and [len(js) for _, _, js in rate.entries] == [2, 2]

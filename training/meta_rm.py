@@ -30,7 +30,6 @@ from grm.meta_rm import META_RM_TEMPLATE_FILE, build_messages, encode, ensure_pa
 from grm.metrics import roc_auc
 from grm.rule import best_index, is_correct
 from grm.scoring import ScoringOptions, resolve_options
-from grm.seeding import seed_for
 from grm.training.common import parse_config, resume_checkpoint
 from grm.types import Example, Item
 
@@ -67,15 +66,17 @@ def build_dataset(
     """Sample ``k`` judgements of each example with ``grm`` and append one labelled row per judgement to ``output``.
 
     ``options`` (default ``ScoringOptions(k=8)``; fields also by keyword, e.g. ``k=4, seed=0``) set the sampling;
-    chunks of ``chunk_size`` examples go to ``grm.score_batch`` at a time, each seeded from ``seed`` plus the
-    position of its first example. Every judgement is labelled, so ``adaptive`` (which draws fewer) cannot be used.
+    chunks of ``chunk_size`` examples go to ``grm.score_batch`` at a time, each example seeded by ``seed`` and its
+    position in ``examples`` (so neither the chunking nor resuming changes its samples). Every judgement is
+    labelled, so ``adaptive`` (which draws fewer) cannot be used.
 
     A row holds ``key`` (``"example:sample"``), ``example`` (the example's position in ``examples``), ``sample``,
     ``id``, ``query`` (chat messages), ``responses`` (the example's order), ``truth``, ``order`` (the response
     order the judgement saw), ``judgement`` (its text), ``scores`` (caller's order, None if unreadable),
     ``error`` and ``label`` (1 correct, 0 not). Examples whose rows are all in ``output`` are skipped, so an
-    interrupted run resumes; a partly written example gets fresh samples for its missing rows. Malformed examples
-    (truth of the wrong length, no unique best among n >= 2) are logged and skipped.
+    interrupted run resumes; a partly written example is sampled again for its missing rows (when seeded, they
+    are the rows the interrupted run would have written). Malformed examples (truth of the wrong length, no
+    unique best among n >= 2) are logged and skipped.
     """
     options = resolve_options(options, overrides, default=ScoringOptions(k=8))
     if options.adaptive:
@@ -92,9 +93,7 @@ def build_dataset(
     def flush(writer: JsonlWriter) -> None:
         if not pending:
             return
-        rewards = grm.score_batch(
-            [item for _, _, item, _ in pending], options.replace(seed=seed_for(options.seed, pending[0][0]))
-        )
+        rewards = grm.score_batch([item for _, _, item, _ in pending], options, keys=[i for i, _, _, _ in pending])
         for (index, example, item, missing), reward in zip(pending, rewards):
             for sample in missing:
                 j = reward.judgements[sample]

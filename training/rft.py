@@ -42,7 +42,7 @@ from grm.jsonl import JsonlWriter, load_finished, read_rows
 from grm.model import GRM
 from grm.rule import best_index, is_correct
 from grm.scoring import SAMPLING_TEMPERATURE, read_judgement
-from grm.seeding import random_seed, seed_for, seeded_rng
+from grm.seeding import random_seed, seeded_rng
 from grm.training.common import (
     GRMTrainingArguments,
     check_common,
@@ -243,8 +243,9 @@ class _Sampler:
         if self.hinted != "only":
             rewards = self.rm.score_batch(
                 [e for _, e in chunk],
+                keys=[index for index, _ in chunk],  # each example seeded by its index: chunks and resuming alike
                 k=self.n_rft,
-                seed=seed_for(self.seed, chunk[0][0]),
+                seed=self.seed,
                 temperature=self.temperature,
                 max_new_tokens=self.max_new_tokens,
             )

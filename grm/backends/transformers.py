@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from grm.backends.base import Completion, GenerationRequest, Sampling
 from grm.prompts import ControlTokens
+from grm.seeding import random_seed
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,45 @@ class _StopStrings(StoppingCriteria):
         return done
 
 
+class RowSampler(LogitsProcessor):
+    """Samples every row of a batch from a random stream of its own, so that a row's tokens depend on its seed and
+    its logits only, never on the other rows: ``seeds[r]`` seeds row ``r``.
+
+    Each step, a row's logits are divided by ``temperature``, turned into probabilities and cut to the nucleus of
+    mass ``top_p``; one uniform number drawn from the row's stream then picks a token by the inverse of their
+    cumulative distribution. The scores returned are 0 for the picked token and -inf elsewhere, so that greedy
+    decoding takes it. The streams are Python's ``random.Random`` on the host: the same seed draws the same
+    numbers on every device. Cost per step: a softmax, a cumulative sum and a search over the vocabulary (plus a
+    sort with ``top_p < 1``), as a batched sampler has.
+    """
+
+    def __init__(self, temperature: float, top_p: float, seeds: Sequence[int]) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
+        self.temperature, self.top_p = temperature, top_p
+        self.streams = [random.Random(seed) for seed in seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.shape[0] != len(self.streams):
+            raise ValueError(f"{len(self.streams)} seeds for a batch of {scores.shape[0]} rows")
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1:
+            probs = _nucleus(probs, self.top_p)
+        cdf = probs.cumsum(dim=-1)
+        # u in (0, 1]: the first token whose cumulative probability reaches u * total has a probability > 0
+        u = torch.tensor([1.0 - stream.random() for stream in self.streams], dtype=cdf.dtype, device=cdf.device)
+        picked = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).clamp_(max=cdf.shape[-1] - 1)
+        return torch.full_like(scores, -math.inf).scatter_(-1, picked, 0.0)
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``probs`` with the tokens outside each row's nucleus set to 0: the fewest likeliest tokens whose mass
+    reaches ``top_p`` are kept (ties in a stable order)."""
+    ranked, order = probs.sort(dim=-1, descending=True, stable=True)
+    before = ranked.cumsum(dim=-1) - ranked
+    return torch.zeros_like(probs).scatter_(-1, order, ranked.masked_fill(before >= top_p, 0.0))
+
+
 def _dtype(dtype: str | torch.dtype) -> str | torch.dtype:
     if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
@@ -55,8 +97,13 @@ class TransformersBackend:
 
     All sequences of a ``generate`` call that share decoding settings are sorted by prompt length and run in
     left-padded batches of ``batch_size`` sequences (a request with ``n`` samples contributes ``n`` rows;
-    greedy requests contribute one row, copied ``n`` times). Sampling is seeded per batch from the first
-    seeded request in it, inside a forked RNG, so the caller's global RNG is untouched.
+    greedy requests contribute one row, copied ``n`` times). Each sampled row draws from a random stream of its
+    own (:class:`RowSampler`): sample ``i`` of a request seeded ``s`` uses the seed ``s + i``, as vLLM does, so
+    its text depends on its prompt, seed and settings, not on the other rows of its batch (an unseeded request
+    gets a fresh random seed). A row's token limit is its own too (``max_new_tokens``, cut where the prompt
+    leaves less of the context). The caller's global RNGs are untouched. Left padding can change a row's logits
+    in the last bits (kernels sum the padded positions' zeros in another order); with ``batch_size=1`` there is
+    no padding, and the same row gives the same logits whatever else is generated.
     """
 
     def __init__(
@@ -113,8 +160,8 @@ class TransformersBackend:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         out: list[list[Completion | None]] = [[None] * r.n for r in requests]
-        # (temperature, top_p, max_new_tokens, stop) -> rows of (request index, prompt ids, output slots)
-        rows: dict[tuple, list[tuple[int, list[int], list[int]]]] = defaultdict(list)
+        # (temperature, top_p, token limit, stop) -> rows of (request index, prompt ids, output slots, seed)
+        rows: dict[tuple, list[tuple[int, list[int], list[int], int | None]]] = defaultdict(list)
         for i, req in enumerate(requests):
             ids = self.prompt_ids(req.messages, req.prefix)
             if self.max_length is not None and len(ids) >= self.max_length:
@@ -122,55 +169,56 @@ class TransformersBackend:
                 out[i] = [Completion("", 0, "error", err) for _ in range(req.n)]
                 continue
             s = req.sampling
-            key = (s.temperature, s.top_p, s.max_new_tokens, s.stop)
-            slots = list(range(req.n))
+            limit = s.max_new_tokens if self.max_length is None else min(s.max_new_tokens, self.max_length - len(ids))
+            key = (s.temperature, s.top_p, limit, s.stop)
             if s.temperature == 0:  # greedy: one row, copied to all n slots
-                rows[key].append((i, ids, slots))
+                rows[key].append((i, ids, list(range(req.n)), None))
             else:
-                rows[key].extend((i, ids, [j]) for j in slots)
+                seed = random_seed() if s.seed is None else s.seed
+                rows[key].extend((i, ids, [j], seed + j) for j in range(req.n))
         total = sum(len(v) for v in rows.values())
         with tqdm(total=total, desc="generate", unit="seq", disable=not self.progress or total == 0) as bar:
-            for (temperature, top_p, max_new, stop), group in rows.items():
+            for (temperature, top_p, limit, stop), group in rows.items():
                 group.sort(key=lambda r: len(r[1]))
+                sampling = Sampling(temperature, limit, top_p, None, stop)
                 for start in range(0, len(group), self.batch_size):
                     chunk = group[start : start + self.batch_size]
-                    seed = next(
-                        (requests[i].sampling.seed for i, _, _ in chunk if requests[i].sampling.seed is not None), None
-                    )
-                    sampling = Sampling(temperature, max_new, top_p, seed, stop)
-                    for (i, _, slots), completion in zip(chunk, self._generate_chunk([c[1] for c in chunk], sampling)):
+                    seeds = None if temperature == 0 else [seed for _, _, _, seed in chunk]
+                    completions = self._generate_chunk([ids for _, ids, _, _ in chunk], sampling, seeds)
+                    for (i, _, slots, _), completion in zip(chunk, completions):
                         for j in slots:
                             out[i][j] = completion
                     bar.update(len(chunk))
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def _generate_chunk(self, prompts: list[list[int]], s: Sampling) -> list[Completion]:
+    def _generate_chunk(
+        self, prompts: list[list[int]], s: Sampling, seeds: Sequence[int | None] | None
+    ) -> list[Completion]:
+        """Generate one left-padded batch: greedy (``seeds`` None), or each row sampled with its seed in ``seeds``."""
         width = max(map(len, prompts))
-        max_new = s.max_new_tokens
-        if self.max_length is not None:
-            max_new = max(1, min(max_new, self.max_length - width))
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         for r, ids in enumerate(prompts):
             input_ids[r, width - len(ids) :] = torch.tensor(ids)
             attention[r, width - len(ids) :] = 1
         kwargs: dict[str, Any] = dict(
-            max_new_tokens=max_new, pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids)
+            max_new_tokens=s.max_new_tokens,
+            pad_token_id=self.pad_id,
+            eos_token_id=sorted(self.eos_ids),
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
         )
-        if s.temperature > 0:
-            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if seeds is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([RowSampler(s.temperature, s.top_p, seeds)])  # type: ignore[arg-type]
         stops = _StopStrings(self.tokenizer, s.stop, width) if s.stop else None
         if stops is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([stops])
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if s.seed is not None:
-                torch.manual_seed(s.seed)
-            generated = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
-            )[:, width:].tolist()
+        generated = self.model.generate(
+            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **kwargs
+        )[:, width:].tolist()
         completions = []
         for r, row in enumerate(generated):
             stop = next((t for t, tok in enumerate(row) if tok in self.eos_ids), None)
