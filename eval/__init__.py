@@ -6,11 +6,12 @@ run resumes, and optionally diagnoses length, position and prompt-injection bias
 markdown and voting@k curves.
 """
 
-from grm.eval.base import Benchmark, DatasetUnavailable, EvalItem
+from grm.eval.base import Benchmark, EvalItem
 from grm.eval.benchmarks import BENCHMARKS, get_benchmark
 from grm.eval.diagnostics import CHECKS, PAYLOADS, Diagnosis
 from grm.eval.report import write_report
 from grm.eval.runner import EvalResult, evaluate
+from grm.sources import DatasetUnavailable
 
 __all__ = [
     "BENCHMARKS",

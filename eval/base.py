@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,19 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from grm.jsonl import read_rows
 from grm.rule import best_index
+from grm.sources import Source
 from grm.types import Example
 from grm.voting import Vote
 
 logger = logging.getLogger(__name__)
-
-SUFFIXES = (".json", ".jsonl", ".parquet")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class DatasetUnavailable(FileNotFoundError):
-    """The data is neither a local file or folder nor a hub dataset that could be loaded."""
 
 
 @dataclass
@@ -141,79 +132,14 @@ def require(row: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
         raise ValueError(f"{where}: missing field(s) {missing}; expected {list(keys)}, got {sorted(row)}")
 
 
-def is_hub_id(source: str | Path) -> bool:
-    """Whether ``source`` names a hub dataset (``owner/name``) rather than a local path."""
-    return isinstance(source, str) and not Path(source).exists() and bool(_HUB_ID.match(source))
-
-
 def iter_records(
     source: str | Path, *, split: str | None = None, name: str | None = None
 ) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """Rows of a local JSON (array), JSONL or parquet file, of every such file below a folder (sorted), or of a
-    hub dataset loaded with ``datasets.load_dataset(source, name, split=split)``.
-
-    Yields ``(origin, index, row)``: ``origin`` is the file's path (relative to a folder given) or
-    ``source:split`` for a hub dataset, ``index`` the row's 0-based position in it.
-    """
-    path = Path(source)
-    if path.is_dir():
-        files = sorted((p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()), key=lambda p: str(p))
-        if not files:
-            raise DatasetUnavailable(f"{path}: no {', '.join(SUFFIXES)} files in this folder")
-        for f in files:
-            for index, row in read_file(f):
-                yield f.relative_to(path).as_posix(), index, row
-    elif path.is_file():
-        for index, row in read_file(path):
-            yield path.name, index, row
-    elif is_hub_id(str(source)):
-        yield from _hub_records(str(source), split=split, name=name)
-    else:
-        raise DatasetUnavailable(f"{source}: no such file or folder, and not a hub dataset name (owner/name)")
-
-
-def read_file(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(index, row)`` for each object in a JSON array, JSONL or parquet file; a malformed row is an error."""
-    if path.suffix == ".jsonl":
-        for index, (_, row, error) in enumerate(read_rows(path)):
-            if row is None:
-                raise ValueError(f"{path}: {error}")
-            yield index, row
-    elif path.suffix == ".json":
-        with open(path, encoding="utf-8") as f:
-            try:
-                rows = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); expected an array") from e
-        if not isinstance(rows, list):
-            raise ValueError(f"{path}: expected a JSON array of objects, got a {type(rows).__name__}")
-        for index, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}: item {index} is a {type(row).__name__}, expected an object")
-            yield index, row
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        index = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-            for row in batch.to_pylist():
-                yield index, row
-                index += 1
-    else:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected one of {SUFFIXES}")
-
-
-def _hub_records(source: str, *, split: str | None, name: str | None) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    try:
-        from datasets import load_dataset
-
-        loaded = load_dataset(source, name, split=split)
-    except Exception as e:  # the datasets library raises many kinds (ConnectionError, DatasetNotFoundError, ...)
-        raise DatasetUnavailable(
-            f"could not load {source!r} (config {name!r}, split {split!r}) from the Hugging Face Hub: {e}. "
-            "Without hub access, get the data elsewhere and pass a local JSON, JSONL or parquet path instead."
-        ) from e
-    parts = [(split, loaded)] if split is not None else list(loaded.items())
-    for part, dataset in parts:
-        for index, row in enumerate(dataset):
-            yield f"{source}:{part}", index, row
+    """``(origin, index, row)`` for each row of ``source`` read as a :class:`grm.sources.Source` (a hub dataset is
+    downloaded and cached, not streamed): ``origin`` is the file's name (its path relative to a folder given) or
+    ``source:split`` for a hub dataset, ``index`` the row's 0-based place in it. A row that cannot be read is a
+    ValueError naming it."""
+    for record in Source(source, split=split, name=name, streaming=False):
+        if record.row is None:
+            raise ValueError(f"{source}: {record.error}")
+        yield record.origin, record.index, record.row

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from grm.eval.base import Benchmark, EvalItem, Table, is_hub_id, iter_records, require
+from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.sources import is_hub_id
 from grm.voting import Vote
 
 logger = logging.getLogger(__name__)

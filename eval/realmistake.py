@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from grm.eval.base import Benchmark, DatasetUnavailable, EvalItem, Table, is_hub_id, iter_records, require
+from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
 from grm.eval.metrics import roc_auc
+from grm.sources import DatasetUnavailable, is_hub_id
 from grm.voting import Vote
 
 TASKS = ("math_word_problem_generation", "finegrained_fact_verification", "answerability_classification")

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from grm.eval.base import Benchmark, DatasetUnavailable, EvalItem, Table, read_file, require
+from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
 from grm.prompts import normalize_query
+from grm.sources import DatasetUnavailable
 from grm.types import Message
 
 SETS = {"Pairwise_set": "Pairwise", "BoN_set": "BoN"}
@@ -60,7 +61,7 @@ class RMB(Benchmark):
         if not files:
             raise DatasetUnavailable(f"{root}: no RMB .json files below this folder")
         for path in files:
-            for index, row in read_file(path):
+            for _, index, row in iter_records(path):
                 yield self._item(row, f"{path} item {index}")
 
     def _item(self, row: dict[str, Any], where: str) -> EvalItem:

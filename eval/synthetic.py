@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from grm.eval.base import Benchmark, DatasetUnavailable, EvalItem, iter_records, require
+from grm.eval.base import Benchmark, EvalItem, iter_records, require
+from grm.sources import DatasetUnavailable
 from grm.synthetic import RIGHT, WRONG, make_examples
 from grm.voting import Vote
 

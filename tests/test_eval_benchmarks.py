@@ -147,8 +147,8 @@ def test_readers_name_bad_rows_and_missing_data(tmp_path):
     with pytest.raises(ValueError, match="line 2: not valid JSON"):
         list(iter_records(bad))
     arr = tmp_path / "x.json"
-    arr.write_text('{"a": 1}')
-    with pytest.raises(ValueError, match="expected a JSON array of objects"):
+    arr.write_text('"a": 1')
+    with pytest.raises(ValueError, match="expected a JSON array of objects or JSON lines"):
         list(iter_records(arr))
     with pytest.raises(DatasetUnavailable, match="no such file or folder"):
         list(iter_records(tmp_path / "missing.jsonl"))

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grm.jsonl import read_rows
 from grm.prompts import normalize_query, normalize_responses
-from grm.types import Example, Message
+from grm.rows import RowError, answers
+from grm.sources import Source
+from grm.types import Example
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +43,8 @@ _COLUMNS = {  # format -> columns it needs besides the query
     "pairs": ("chosen", "rejected"),
     "labelled": ("response", "label"),
 }
-_LABELS = {"correct": 1.0, "incorrect": 0.0, "true": 1.0, "false": 0.0}
+_LABELS = {"correct": 1.0, "incorrect": 0.0, "true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0}  # "1": from CSV
 _WARN_PER_REASON = 3  # rejections logged as warnings per reason; the rest only counted
-
-
-class Rejected(ValueError):
-    """A row that cannot become a usable example; ``reason`` is the short key it is counted under."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
 
 
 @dataclass
@@ -67,11 +60,11 @@ class LoadStats:
 
 
 def detect_format(row: Mapping[str, Any]) -> str:
-    """The first format in :data:`FORMATS` whose columns the row has; :class:`Rejected` if none fits."""
+    """The first format in :data:`FORMATS` whose columns the row has; :class:`RowError` if none fits."""
     for name in FORMATS:
         if all(c in row for c in _COLUMNS[name]):
             return name
-    raise Rejected(
+    raise RowError(
         "unknown_format",
         f"columns {sorted(row)} fit no format; expected one of "
         + "; ".join(f"{n}: {', '.join(c)}" for n, c in _COLUMNS.items()),
@@ -90,14 +83,14 @@ def row_to_example(
     """Turn one row into an Example (responses shuffled with a generator seeded by ``seed`` and ``index``).
 
     ``score_range`` is the template's: one-response examples need an integer truth inside it, since the rule
-    asks the score to equal the truth. Raises :class:`Rejected` with a reason for rows that cannot be used.
+    asks the score to equal the truth. Raises :class:`RowError` with a reason for rows that cannot be used.
     """
     name = detect_format(row) if format == "auto" else format
     if name not in _COLUMNS:
         raise ValueError(f"unknown data format {format!r}; expected 'auto' or one of {', '.join(FORMATS)}")
     missing = [c for c in _COLUMNS[name] if c not in row]
     if missing:
-        raise Rejected("missing_column", f"format {name!r} needs column(s) {missing}; the row has {sorted(row)}")
+        raise RowError("missing_column", f"format {name!r} needs column(s) {missing}; the row has {sorted(row)}")
     query_column = "query" if "query" in row else "prompt"
     query = row.get(query_column)
     truth: list[float] | None = None
@@ -106,12 +99,12 @@ def row_to_example(
     else:
         responses = row["responses"] if name != "labelled" else [row["response"]]
     if query is None:
-        raise Rejected("missing_column", f"no 'query' or 'prompt' column; the row has {sorted(row)}")
+        raise RowError("missing_column", f"no 'query' or 'prompt' column; the row has {sorted(row)}")
     try:
         messages = normalize_query(query)
         responses = normalize_responses(responses)
     except (TypeError, ValueError) as e:
-        raise Rejected("invalid_row", str(e)) from e
+        raise RowError("invalid_row", str(e)) from e
     if truth is None:
         truth = _truth(name, row, len(responses))
     _check_truth(responses, truth, score_range)
@@ -131,7 +124,7 @@ def row_to_example(
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Rejected("invalid_row", f"{what} must be a number, got {value!r:.40}")
+        raise RowError("invalid_row", f"{what} must be a number, got {value!r:.40}")
     return float(value)
 
 
@@ -142,48 +135,32 @@ def _truth(name: str, row: Mapping[str, Any], n: int) -> list[float]:
             return [_LABELS[label.strip().lower()]]
         if isinstance(label, bool) or label in (0, 1):
             return [float(label)]
-        raise Rejected("invalid_label", f"label must be true/false, 1/0 or 'correct'/'incorrect', got {label!r:.40}")
+        raise RowError("invalid_label", f"label must be true/false, 1/0 or 'correct'/'incorrect', got {label!r:.40}")
     if name == "best_of_n":
         best = row["best"]
         if isinstance(best, bool) or not isinstance(best, int) or not 0 <= best < n:
-            raise Rejected("best_out_of_range", f"best must be an index into the {n} responses, got {best!r:.40}")
+            raise RowError("best_out_of_range", f"best must be an index into the {n} responses, got {best!r:.40}")
         return [1.0 if i == best else 0.0 for i in range(n)]
     values = row["truth" if name == "examples" else "ratings"]
     if isinstance(values, str) or not isinstance(values, Sequence):
-        raise Rejected("invalid_row", f"ratings must be a list of numbers, got {values!r:.40}")
+        raise RowError("invalid_row", f"ratings must be a list of numbers, got {values!r:.40}")
     if len(values) != n:
-        raise Rejected("length_mismatch", f"{len(values)} ratings for {n} responses")
+        raise RowError("length_mismatch", f"{len(values)} ratings for {n} responses")
     return [_number(v, "a rating") for v in values]
 
 
-def _answer(value: Any, column: str) -> tuple[list[Message], str]:
-    """(messages before the answer, answer text) of a ``chosen``/``rejected`` value."""
-    if isinstance(value, str):
-        return [], value
-    if isinstance(value, Sequence) and value and isinstance(value[-1], Mapping):
-        last = value[-1]
-        if last.get("role") == "assistant" and isinstance(last.get("content"), str):
-            return [dict(m) for m in value[:-1]], last["content"]
-    raise Rejected("invalid_row", f"{column} must be a string or chat messages ending with an assistant turn")
-
-
 def _pair(row: Mapping[str, Any], query: Any) -> tuple[Any, list[str], list[float]]:
-    (chosen_context, chosen), (rejected_context, rejected) = (_answer(row[c], c) for c in ("chosen", "rejected"))
-    if chosen_context != rejected_context:
-        raise Rejected("different_contexts", "chosen and rejected continue different conversations")
-    if chosen_context:
-        base = [] if query is None else [{"role": "user", "content": query}] if isinstance(query, str) else list(query)
-        query = base + chosen_context
-    return query, [chosen, rejected], [1.0, 0.0]
+    query, responses = answers([(c, row[c]) for c in ("chosen", "rejected")], query)
+    return query, responses, [1.0, 0.0]
 
 
 def _check_truth(responses: list[str], truth: list[float], score_range: tuple[int, int] | None) -> None:
     if len(truth) != len(responses):
-        raise Rejected("length_mismatch", f"{len(truth)} truth values for {len(responses)} responses")
+        raise RowError("length_mismatch", f"{len(truth)} truth values for {len(responses)} responses")
     if len(truth) == 1:
         t = truth[0]
         if score_range is not None and not (t == int(t) and score_range[0] <= t <= score_range[1]):
-            raise Rejected(
+            raise RowError(
                 "rating_outside_score_range",
                 f"a one-response example needs an integer truth in {list(score_range)} (the template's scores), "
                 f"got {t:g}; for correct/incorrect labels use the 'correctness' template",
@@ -192,33 +169,21 @@ def _check_truth(responses: list[str], truth: list[float], score_range: tuple[in
     top = max(truth)
     winners = [i for i, t in enumerate(truth) if t == top]
     if len(winners) > 1:
-        raise Rejected("no_unique_best", f"responses {winners} tie for best at {top:g}")
+        raise RowError("no_unique_best", f"responses {winners} tie for best at {top:g}")
     best = responses[winners[0]]
     if any(r == best for i, r in enumerate(responses) if i != winners[0]):
-        raise Rejected("identical_responses", "the best response's text is also given for a worse response")
+        raise RowError("identical_responses", "the best response's text is also given for a worse response")
 
 
 def read_source(source: str | Path | Iterable[Mapping[str, Any]], split: str = "train") -> Iterator[Any]:
-    """Rows of a data source: a ``.jsonl`` file (read line by line; a malformed line gives a :class:`Rejected`
-    instead of a row), another file ``datasets`` reads (``.json``, ``.parquet``, ``.csv``), a local dataset
-    folder or hub name (``split`` of it), or any iterable of mappings (a ``datasets.Dataset``, a list)."""
+    """Rows of a data source: a file, folder or hub dataset read as a :class:`grm.sources.Source` (``split`` of a
+    folder or hub dataset; a row that cannot be read gives a :class:`RowError` in its place), or any iterable of
+    mappings (a ``datasets.Dataset``, a list)."""
     if not isinstance(source, str | Path):
         yield from source
         return
-    path = Path(source)
-    if path.is_file() and path.suffix == ".jsonl":
-        for _, row, error in read_rows(path):
-            yield row if row is not None else Rejected("malformed_line", str(error))
-        return
-    from datasets import load_dataset
-
-    if path.is_file():
-        kinds = {".json": "json", ".parquet": "parquet", ".csv": "csv"}
-        if path.suffix not in kinds:
-            raise ValueError(f"{path}: unknown data file type {path.suffix!r}; expected .jsonl, .json, .parquet, .csv")
-        yield from load_dataset(kinds[path.suffix], data_files=str(path), split=split)
-        return
-    yield from load_dataset(str(source), split=split)
+    for record in Source(source, split=split, streaming=False):
+        yield record.row if record.row is not None else RowError("malformed_line", str(record.error))
 
 
 def iter_examples(
@@ -241,12 +206,12 @@ def iter_examples(
     for index, row in enumerate(read_source(source, split)):
         stats.read += 1
         try:
-            if isinstance(row, Rejected):
+            if isinstance(row, RowError):
                 raise row
             if not isinstance(row, Mapping):
-                raise Rejected("invalid_row", f"expected a mapping, got {type(row).__name__}")
+                raise RowError("invalid_row", f"expected a mapping, got {type(row).__name__}")
             example = row_to_example(row, index, format=format, seed=seed, shuffle=shuffle, score_range=score_range)
-        except Rejected as e:
+        except RowError as e:
             stats.rejected[e.reason] += 1
             if stats.rejected[e.reason] <= _WARN_PER_REASON:
                 logger.warning("row %d skipped (%s): %s", index, e.reason, e)
