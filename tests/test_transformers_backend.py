@@ -61,7 +61,8 @@ def test_seeded_samples_repeat_and_leave_the_callers_rng_alone(random_lm_path):
     state = torch.random.get_rng_state()
     first = texts(1)
     assert len(set(first)) > 1, "the random LM's samples differ unless seeded alike (conftest.random_lm_path)"
-    assert texts(1) == first and texts(2) != first
+    assert texts(1) == first
+    assert texts(2)[:7] == first[1:]  # sample i of a request seeded s has the seed s + i
     assert torch.equal(state, torch.random.get_rng_state())
 
 
