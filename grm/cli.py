@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from grm.backends import BACKENDS, BackendUnavailableError
 from grm.isolation import score_isolated
-from grm.jsonl import JsonlWriter, load_finished, plain_id, read_rows
-from grm.prompts import brief
-from grm.types import Item
+from grm.jsonl import JsonlWriter
+from grm.outputs import ScoreOutput
+from grm.rows import Columns, RowItem, row_item, verdict
+from grm.sources import Source
 
 logger = logging.getLogger("grm")
 
@@ -90,46 +91,37 @@ def load_grm(args: argparse.Namespace):
     )
 
 
-ITEM_FIELDS = ("query", "responses", "principles", "reference")
-"""The input columns an Item is made of; any other column (labels, metadata) is ignored."""
-
-
-def row_item(number: int, row: Any) -> tuple[Any, Item | None, str | None]:
-    """``(id, item, error)`` for input row ``number`` (its 1-based line): the row's ``id`` and its Item, or an error
-    naming the line and what is wrong (a wrong type, a missing field, an id that is not a string, a finite number
-    or null). Never raises, whatever the row holds."""
-    if not isinstance(row, dict):
-        return None, None, f"line {number}: expected a JSON object, got {type(row).__name__}"
-    row_id = row.get("id")
-    if not plain_id(row_id):
-        return None, None, f"line {number}: id must be a string, a finite number or null, got {brief(row_id)}"
-    try:
-        return row_id, Item.coerce({k: row[k] for k in ITEM_FIELDS if k in row}), None
-    except (TypeError, ValueError) as e:
-        return row_id, None, f"line {number}: {e}"
-    except Exception as e:  # e.g. a structure nested too deeply to inspect
-        return row_id, None, f"line {number}: unreadable row ({type(e).__name__})"
+ERROR_WARNINGS = 10
+"""Error rows logged one by one by ``grm score``; the rest are only counted (each is in the output)."""
 
 
 def _score_command(args: argparse.Namespace) -> int:
-    done = load_finished(args.output, "index", keep=lambda row: "error" in row)
+    columns = Columns.parse(args.query_column, args.responses_column, args.response_columns)
+    source = Source(args.input, split=args.split, name=args.subset)
+    if args.split is None and len(source.splits) > 1:
+        raise ValueError(f"{args.input} has the splits {source.splits}: choose one with --split")
+    output = ScoreOutput(args.output)
+    done = output.finished("index", keep=lambda row: "error" in row)
     if done:
         failed = sum(done.values())
         logger.info(
             "%s: %d rows already done (%d with errors: delete those lines to retry them)",
-            args.output,
+            output.jsonl,
             len(done),
             failed,
         )
     rm, meta_rm = load_grm(args), load_meta_rm(args)
-    pending: list[tuple[int, Any, Item]] = []
+    pending: list[tuple[int, str, RowItem]] = []
     n_scored = n_errors = 0
 
     def write_error(writer: JsonlWriter, index: int, row_id: Any, error: str) -> None:
         nonlocal n_errors
-        logger.warning("%s: %s", args.input, error)
-        writer.write({"index": index, "id": row_id, "error": error})
         n_errors += 1
+        if n_errors <= ERROR_WARNINGS:
+            logger.warning("%s: %s", args.input, error)
+        elif n_errors == ERROR_WARNINGS + 1:
+            logger.warning("more rows cannot be scored; see their error rows in %s", output)
+        writer.write({"index": index, "id": row_id, "error": error})
 
     def flush(writer: JsonlWriter) -> None:
         nonlocal n_scored
@@ -137,7 +129,7 @@ def _score_command(args: argparse.Namespace) -> int:
             return
         results = score_isolated(
             rm,
-            [it for _, _, it in pending],
+            [parsed.item for _, _, parsed in pending],
             keys=[index for index, _, _ in pending],  # a row is seeded by its index: chunks and resuming change nothing
             meta_rm=meta_rm,
             k_meta=args.k_meta,
@@ -146,49 +138,76 @@ def _score_command(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             shuffle=not args.no_shuffle,
         )
-        for (index, row_id, _), result in zip(pending, results):
+        for (index, where, parsed), result in zip(pending, results):
             if isinstance(result, Exception):
-                write_error(
-                    writer, index, row_id, f"line {index + 1}: scoring failed: {type(result).__name__}: {result}"
-                )
+                write_error(writer, index, parsed.id, f"{where}: scoring failed: {type(result).__name__}: {result}")
             else:
-                writer.write({"index": index, "id": row_id, **result.to_dict()})
+                row = {"index": index, "id": parsed.id, **result.to_dict()}
+                writer.write(row | verdict(result) if parsed.shape == "pair" else row)
                 n_scored += 1
         bar.update(len(pending))
         pending.clear()
 
-    with JsonlWriter(args.output) as writer, tqdm(desc="score", unit="row") as bar:
-        for number, row, error in read_rows(args.input):
-            index = number - 1
-            if index in done:
-                continue
-            row_id, item, error = (None, None, error) if error else row_item(number, row)
-            if item is None:
-                write_error(writer, index, row_id, error)  # type: ignore[arg-type]
-                bar.update(1)
-                continue
-            pending.append((index, row_id, item))
-            if len(pending) >= args.chunk_size:
-                flush(writer)
-        flush(writer)
-    logger.info(
-        "scored %d rows, %d failed, %d skipped as done; output in %s", n_scored, n_errors, len(done), args.output
-    )
+    try:
+        with output.writer() as writer, tqdm(desc="score", unit="row", total=source.total, initial=len(done)) as bar:
+            for record in source:
+                index = record.position
+                if index in done:
+                    continue
+                if record.error is None:
+                    parsed = row_item(record.row, record.where, columns)
+                else:
+                    parsed = RowItem(None, None, error=record.error)
+                if parsed.item is None:
+                    write_error(writer, index, parsed.id, str(parsed.error))
+                    bar.update(1)
+                    continue
+                pending.append((index, record.where, parsed))
+                if len(pending) >= args.chunk_size:
+                    flush(writer)
+            flush(writer)
+    except BrokenPipeError:  # `grm score --output - | head`: the reader has all it wanted
+        with contextlib.suppress(OSError, ValueError):  # so that Python's flush at exit is quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        logger.info("standard output was closed after %d rows", n_scored + n_errors)
+        return 0
+    output.finish()
+    logger.info("scored %d rows, %d failed, %d skipped as done; output in %s", n_scored, n_errors, len(done), output)
     return 1 if n_errors else 0
 
 
 def _register_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score",
-        help="score JSONL rows of {query, responses} with a GRM",
-        description="Score each input row (query: string or chat messages; responses: list of strings; optional "
-        "id, principles, reference). Output rows hold index, id, rewards, best, mean and judgements. Re-running "
-        "with the same output skips the rows already written.",
+        help="score rows (JSONL, JSON, parquet, CSV, a folder or a hub dataset) with a GRM",
+        description="Score each input row. A row is read in the first shape it fits: {query, responses} (query: a "
+        "string or chat messages; responses: a list of strings), a preference pair {prompt, chosen, rejected} "
+        "(strings or chat messages; the output says which won and by what margin), or one response {prompt or "
+        "query, response or completion}; the column flags name other columns. Optional columns: id, principles, "
+        "reference. Output rows hold index, id, rewards, best, mean and judgements; a row that cannot be read or "
+        "scored gets an error naming it. Re-running with the same output skips the rows already written.",
     )
     add_model_args(p)
     add_meta_args(p)
-    p.add_argument("--input", required=True, type=Path, help="input JSONL")
-    p.add_argument("--output", required=True, type=Path, help="output JSONL (appended to; resumes)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="a .jsonl, .json, .parquet or .csv file, a folder of them or written by save_to_disk, or a hub dataset "
+        "name (owner/name); streamed, so any size fits in memory",
+    )
+    p.add_argument("--split", default=None, help="split of a hub dataset or folder (needed when it has several)")
+    p.add_argument("--subset", "--name", dest="subset", default=None, help="configuration (subset) of a hub dataset")
+    p.add_argument("--query-column", default=None, help="column holding the query (default: query, else prompt)")
+    p.add_argument("--responses-column", default=None, help="column holding a list of responses")
+    p.add_argument(
+        "--response-columns", default=None, metavar="A,B,...", help="columns holding one response each, judged together"
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="output JSONL (appended to; re-running resumes), a .parquet file (written at the end from "
+        "OUTPUT.cache.jsonl, which resumes), or - for standard output (progress and logs go to standard error)",
+    )
     p.add_argument("-k", type=int, default=1, help="judgements sampled per row (k=1: greedy)")
     p.add_argument(
         "--seed",
@@ -271,11 +290,17 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grm", description="Generative reward models: score, evaluate, train, serve.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, with the HTTP libraries' line per request"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for register in COMMANDS:
         register(sub)
     return parser
+
+
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock")
+"""Libraries that log each request or file at INFO level: heard only with ``-v``."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
     try:
         return args.func(args)
     except BackendUnavailableError as e:

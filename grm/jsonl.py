@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -124,20 +124,25 @@ def _repair_last_line(path: Path, block: int = 1 << 16) -> None:
 
 
 class JsonlWriter:
-    """Append rows to a JSONL file, flushing each so that a crash loses at most the row being written; rows are
-    written as standard JSON (see :func:`dumps`)."""
+    """Append rows to a JSONL file, or write them to a text stream such as ``sys.stdout`` (left open), flushing
+    each so that a crash loses at most the row being written; rows are written as standard JSON (see
+    :func:`dumps`)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")
+    def __init__(self, path: str | Path | TextIO) -> None:
+        if isinstance(path, str | Path):
+            self.path: Path | None = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f: TextIO = open(self.path, "a", encoding="utf-8")
+        else:
+            self.path, self._f = None, path
 
     def write(self, row: dict[str, Any]) -> None:
         self._f.write(dumps(row) + "\n")
         self._f.flush()
 
     def close(self) -> None:
-        self._f.close()
+        if self.path is not None:
+            self._f.close()
 
     def __enter__(self) -> JsonlWriter:
         return self
