@@ -2,17 +2,23 @@
 
 (a) ``grm``: ``GRM.score_batch(items, k)``: render, shuffle, one backend call, parse, vote.
 (b) ``raw``: the engine alone on exactly the requests (a) sent: the same prompt ids, ``n``, sampling settings and
-    seeds, so it generates the same tokens; prompts are tokenized before the clock starts.
+    seeds; prompts are tokenized before the clock starts. vLLM generates the same tokens as (a); transformers
+    samples with ``model.generate``'s own sampler (one torch seed per batch), the fastest it samples.
 (c) ``naive``: one engine request per sample, in a loop, rendered and parsed one by one: how judges built for
     one-off calls (prometheus-eval style) drive an engine.
+(d) transformers only, ``rowseeded``: the rows of (b) through ``model.generate`` with grm's sampler, each row
+    drawing from its own seeded stream (:class:`grm.backends.transformers.RowSampler`), as (a) does: the ratio
+    rowseeded/raw is what batch-independent seeding costs.
 
 A random tiny Qwen2 model is built locally (``--hidden/--layers/--heads`` set its size; vLLM's CPU attention needs
 head dim ``hidden / heads`` >= 64). Reports judgements/s and generated tokens/s for each, and the ratios grm/raw
-(goal >= 0.95) and grm/naive (goal >= 3 for vLLM at k = 8). Each mode runs ``--repeats`` times, interleaved;
-the best run counts, and vLLM's prefix cache is emptied before each run. Usage:
+(goal >= 0.95), grm/naive (goal >= 3 for vLLM at k = 8) and rowseeded/raw. Each mode runs ``--repeats`` times,
+interleaved; the best run counts, and vLLM's prefix cache is emptied before each run. On a machine shared with
+other jobs, ``--clock cpu`` (transformers) times this process's CPU seconds instead of elapsed ones. Usage:
 
     python benchmarks/throughput.py --backend vllm --items 32 --k 8 --max-new-tokens 64
     python benchmarks/throughput.py --backend transformers --device cuda --hidden 1024 --layers 12 --heads 16
+    python benchmarks/throughput.py --backend transformers --items 4 --naive-items 1 --repeats 6 --clock cpu
 """
 
 from __future__ import annotations
@@ -114,15 +120,20 @@ class TransformersRunner:
         """Nothing is cached across calls."""
 
     def prepare(self, requests):
-        rows = []  # as the backend orders them: one row per sample, sorted by prompt length (stable)
+        rows = []  # as the backend orders them: one row per sample (seeded seed + i), sorted by prompt length
         for r in requests:
             ids = self.backend.prompt_ids(r.messages)
-            rows += [(ids, r.sampling)] * r.n
+            rows += [(ids, r.sampling, r.sampling.seed + i) for i in range(r.n)]
         rows.sort(key=lambda row: len(row[0]))
         return rows
 
-    def _generate(self, prompts, temperature, max_new, seed):
+    def _generate(self, prompts, temperature, max_new, seed, row_seeds=None):
+        """Sample with ``model.generate``'s own sampler seeded with ``seed``, or with ``row_seeds`` (one per row)
+        through grm's :class:`RowSampler`."""
         import torch
+        from transformers import LogitsProcessorList
+
+        from grm.backends.transformers import RowSampler
 
         b = self.backend
         width = max(map(len, prompts))
@@ -130,18 +141,20 @@ class TransformersRunner:
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):
             input_ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
-        torch.manual_seed(seed)
+        if row_seeds is None:
+            torch.manual_seed(seed)
+            sampling = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
+        else:
+            sampler = LogitsProcessorList([RowSampler(temperature, 1.0, row_seeds)])
+            sampling = dict(do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=sampler)
         with torch.inference_mode():
             out = b.model.generate(
                 input_ids=input_ids.to(b.device),
                 attention_mask=mask.to(b.device),
                 max_new_tokens=max_new,
-                do_sample=True,
-                temperature=temperature,
-                top_p=1.0,
-                top_k=0,
                 pad_token_id=b.pad_id,
                 eos_token_id=sorted(b.eos_ids),
+                **sampling,
             )[:, width:].tolist()
         counts = []
         for row in out:
@@ -149,13 +162,17 @@ class TransformersRunner:
             counts.append(len(row) if stop is None else stop + 1)
         return out, counts
 
-    def raw(self, rows) -> tuple[int, int]:
+    def raw(self, rows, row_seeded: bool = False) -> tuple[int, int]:
         tokens = 0
         for start in range(0, len(rows), self.backend.batch_size):
             chunk = rows[start : start + self.backend.batch_size]
             s = chunk[0][1]
-            tokens += sum(self._generate([r[0] for r in chunk], s.temperature, s.max_new_tokens, s.seed)[1])
+            seeds = [seed for _, _, seed in chunk] if row_seeded else None
+            tokens += sum(self._generate([r[0] for r in chunk], s.temperature, s.max_new_tokens, s.seed, seeds)[1])
         return len(rows), tokens
+
+    def rowseeded(self, rows) -> tuple[int, int]:
+        return self.raw(rows, row_seeded=True)
 
     def one(self, messages, temperature, max_new, seed) -> tuple[str, int]:
         out, counts = self._generate([self.backend.prompt_ids(messages)], temperature, max_new, seed)
@@ -190,8 +207,18 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--device", default=None, help="transformers: cpu, cuda, ...")
     ap.add_argument("--batch-size", type=int, default=64, help="transformers: sequences per forward batch")
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: elapsed seconds; cpu (transformers only): this process's CPU seconds, all threads, which other "
+        "processes' load on a shared machine does not inflate",
+    )
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args()
+    if args.clock == "cpu" and args.backend != "transformers":
+        ap.error("--clock cpu needs --backend transformers (vLLM generates in other processes)")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     items = make_items(args.items)
     path = tempfile.mkdtemp()
@@ -219,11 +246,11 @@ def main() -> None:
         runner.reset()
         if runner.engine_seconds is not None:
             runner.engine_seconds = 0.0
-        t = time.perf_counter()
+        t = clock()
         rewards = rm.score_batch(items, k=args.k, seed=1)
         runs = {
             "grm": (
-                time.perf_counter() - t,
+                clock() - t,
                 len(items) * args.k,
                 sum(j.n_tokens or 0 for r in rewards for j in r.judgements),
             )
@@ -231,13 +258,17 @@ def main() -> None:
         grm_engine = runner.engine_seconds
         prepared = runner.prepare(recording.requests)
         runner.reset()
-        t = time.perf_counter()
+        t = clock()
         n, tokens = runner.raw(prepared)
-        runs["raw"] = (time.perf_counter() - t, n, tokens)
+        runs["raw"] = (clock() - t, n, tokens)
+        if isinstance(runner, TransformersRunner):
+            t = clock()
+            n, tokens = runner.rowseeded(prepared)
+            runs["rowseeded"] = (clock() - t, n, tokens)
         runner.reset()
-        t = time.perf_counter()
+        t = clock()
         n, tokens = naive(rm, runner, naive_items, args.k, args.max_new_tokens, seed=rep)
-        runs["naive"] = (time.perf_counter() - t, n, tokens)
+        runs["naive"] = (clock() - t, n, tokens)
         for name, (secs, n, tokens) in runs.items():
             inside = f" ({grm_engine:.2f} s of it in the engine)" if name == "grm" and grm_engine is not None else ""
             print(f"repeat {rep}: {name:5s} {n} judgements, {tokens} tokens in {secs:.2f} s{inside}")
@@ -247,7 +278,7 @@ def main() -> None:
     device = args.device or ("cpu" if args.backend == "vllm" else str(backend.device))
     print(
         f"\n{args.backend} on {device}: {args.items} items x k={args.k}, <= {args.max_new_tokens} new tokens, "
-        f"model hidden={args.hidden} layers={args.layers}"
+        f"model hidden={args.hidden} layers={args.layers}, {args.clock} seconds"
     )
     print(f"{'mode':6s} {'judgements/s':>13s} {'tokens/s':>10s} {'judgements':>11s} {'tokens':>8s} {'seconds':>8s}")
     result: dict[str, Any] = {"backend": args.backend, "device": device, "args": vars(args)}
@@ -265,6 +296,13 @@ def main() -> None:
         f"grm/naive = {result['grm/naive judgements_per_s']:.2f}x (judgements/s), "
         f"{result['grm/naive tokens_per_s']:.2f}x (tokens/s)   goal >= 3x on vLLM at k = 8"
     )
+    if "rowseeded" in result:
+        for unit in ("judgements_per_s", "tokens_per_s"):
+            result[f"rowseeded/raw {unit}"] = result["rowseeded"][unit] / result["raw"][unit]
+        print(
+            f"rowseeded/raw = {result['rowseeded/raw judgements_per_s']:.3f} (judgements/s), "
+            f"{result['rowseeded/raw tokens_per_s']:.3f} (tokens/s)   the cost of one random stream per row"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
