@@ -14,7 +14,8 @@ A random tiny Qwen2 model is built locally (``--hidden/--layers/--heads`` set it
 head dim ``hidden / heads`` >= 64). Reports judgements/s and generated tokens/s for each, and the ratios grm/raw
 (goal >= 0.95), grm/naive (goal >= 3 for vLLM at k = 8) and rowseeded/raw. Each mode runs ``--repeats`` times,
 interleaved; the best run counts, and vLLM's prefix cache is emptied before each run. On a machine shared with
-other jobs, ``--clock cpu`` (transformers) times this process's CPU seconds instead of elapsed ones. Usage:
+other jobs, ``--clock cpu`` (transformers) times this process's CPU seconds, which their load inflates less than
+elapsed ones. Usage:
 
     python benchmarks/throughput.py --backend vllm --items 32 --k 8 --max-new-tokens 64
     python benchmarks/throughput.py --backend transformers --device cuda --hidden 1024 --layers 12 --heads 16
@@ -212,7 +213,7 @@ def main() -> None:
         choices=["wall", "cpu"],
         default="wall",
         help="wall: elapsed seconds; cpu (transformers only): this process's CPU seconds, all threads, which other "
-        "processes' load on a shared machine does not inflate",
+        "processes' load on a shared machine inflates less",
     )
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args()
