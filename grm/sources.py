@@ -123,8 +123,14 @@ class Source:
 
 
 def is_hub_id(source: str | Path) -> bool:
-    """Whether ``source`` names a hub dataset (``owner/name``) rather than a local path."""
-    return isinstance(source, str) and not Path(source).exists() and bool(_HUB_ID.match(source))
+    """Whether ``source`` names a hub dataset (``owner/name``) rather than a local path (one that does not exist,
+    or a name ending in a data file's suffix, e.g. a mistyped ``data/rows.jsonl``)."""
+    return (
+        isinstance(source, str)
+        and not Path(source).exists()
+        and bool(_HUB_ID.match(source))
+        and Path(source).suffix not in FILE_TYPES
+    )
 
 
 def _file_part(path: Path, origin: str, split: str | None = None) -> _Part:

@@ -131,8 +131,9 @@ def test_folders_splits_positions_and_totals(tmp_path):
     plain.mkdir()
     (plain / "rows.jsonl").write_text(json.dumps(PAIR) + "\n")
     assert len(records(plain, split="filtered")) == 1  # files that name no split are read whatever the split
-    with pytest.raises(DatasetUnavailable, match="no such file or folder, and not a hub dataset name"):
-        Source(tmp_path / "missing.jsonl")
+    for missing in (tmp_path / "missing.jsonl", "data/missing.parquet"):  # the second is no hub id: a typo
+        with pytest.raises(DatasetUnavailable, match="no such file or folder, and not a hub dataset name"):
+            Source(missing)
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(ValueError, match="unknown data file type '.txt'"):
         Source(tmp_path / "x.txt")
