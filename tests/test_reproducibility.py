@@ -14,6 +14,8 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 
 import httpx
@@ -27,6 +29,7 @@ from grm.backends.transformers import RowSampler, TransformersBackend
 from grm.cli import main
 from grm.isolation import score_isolated
 from grm.parsing import format_judgement
+from grm.seeding import item_seed
 from grm.server import ServerConfig, create_app
 from grm.types import Principle
 from helpers import shown_responses
@@ -154,6 +157,20 @@ def test_string_keys_and_async_scoring_agree():
 def test_bad_keys_are_refused_by_name(keys, error):
     with pytest.raises((TypeError, ValueError), match=error):
         GRM(SeededBackend()).score_batch(ITEMS[:3], keys=keys, seed=0)
+
+
+def test_item_seeds_are_the_same_in_every_process_and_for_every_integer_type():
+    import numpy as np
+
+    keys = [7, "7", "clé ⚙", 10**30]
+    here = [item_seed(5, key) for key in keys]
+    assert len(set(here)) == 4 and all(0 <= s < 2**31 for s in here)
+    assert item_seed(5, np.int64(7)) == here[0] and item_seed(6, 7) != here[0]
+    code = "from grm.seeding import item_seed; print([item_seed(5, k) for k in [7, '7', 'clé ⚙', 10**30]])"
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == str(here)
 
 
 def test_an_item_rescored_alone_after_a_failed_batch_gets_what_the_batch_would_have_given():
