@@ -21,6 +21,8 @@ from grm.training.meta_rm import (
     build_dataset,
     classification_metrics,
     load_model,
+    meta_rm_loss,
+    pairwise_loss,
     train,
 )
 from grm.voting import top_k_meta
@@ -231,6 +233,35 @@ def test_held_out_metrics_by_hand():
     assert math.isnan(classification_metrics([1, 1], [0.1, 0.2])["auc"])  # one class: no AUC
 
 
+def test_within_example_auc_by_hand():
+    # example 0: its correct judgement outranks its incorrect one (AUC 1); example 1: the reverse (AUC 0);
+    # example 2 has only correct judgements (no within AUC). Pooled, the ranking is better than within.
+    labels, logits, examples = [1, 0, 1, 0, 1, 1], [3.0, 2.0, 0.0, 1.0, 5.0, 4.0], [0, 0, 1, 1, 2, 2]
+    m = classification_metrics(labels, logits, examples=examples)
+    assert m["within_auc"] == 0.5 and m["auc"] == 0.75
+    assert math.isnan(classification_metrics([1, 1], [0.0, 1.0], examples=[0, 1])["within_auc"])
+    with pytest.raises(ValueError, match="3 examples for 2 labels"):
+        classification_metrics([1, 0], [0.0, 1.0], examples=[0, 0, 1])
+
+
+def test_pairwise_loss_by_hand():
+    class Out:
+        logits = torch.tensor([[2.0], [0.0], [1.0], [5.0], [0.0]])
+
+    # (label, example): example 0 has a correct (2.0) and an incorrect (0.0) judgement, example 1 two correct
+    # (1.0, 5.0) and one incorrect (0.0); example-crossing pairs (2.0 vs 0.0 of example 1) do not count
+    labels = torch.tensor([[1, 0], [0, 0], [1, 1], [1, 1], [0, 1]], dtype=torch.float32)
+    nll = [-math.log(1 / (1 + math.exp(-d))) for d in (2.0, 1.0, 5.0)]
+    assert pairwise_loss(Out(), labels).item() == pytest.approx(sum(nll) / 3)
+    assert pairwise_loss(Out(), labels, torch.tensor(20)).item() == pytest.approx(sum(nll) / 3 / 2)  # accumulation
+    same = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1], [1, 2]], dtype=torch.float32)  # no example is mixed
+    assert pairwise_loss(Out(), same).item() == 0.0
+    both = meta_rm_loss(Out(), labels, objective="both")
+    assert both.item() == pytest.approx(pairwise_loss(Out(), labels).item() + bce_loss(Out(), labels).item())
+    with pytest.raises(ValueError, match="needs \\(label, example\\) labels"):
+        pairwise_loss(Out(), torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0]))
+
+
 def test_bce_loss_by_hand():
     class Out:
         logits = torch.tensor([[0.0], [2.0]])
@@ -240,11 +271,16 @@ def test_bce_loss_by_hand():
     assert bce_loss(Out(), labels).item() == pytest.approx((a + b) / 2)
     assert bce_loss(Out(), labels, pos_weight=3.0).item() == pytest.approx((3 * a + b) / 2)
     assert bce_loss(Out(), labels, torch.tensor(4)).item() == pytest.approx((a + b) / 4)  # gradient accumulation
+    with_examples = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # (label, example): the Trainer counts both columns
+    assert bce_loss(Out(), with_examples).item() == pytest.approx((a + b) / 2)
+    assert bce_loss(Out(), with_examples, torch.tensor(8)).item() == pytest.approx((a + b) / 4)
 
 
 def test_config_checks_and_yaml_example(tmp_path):
     with pytest.raises(ValueError, match="model_name_or_path is required"):
         MetaRMConfig(output_dir=str(tmp_path), train_file="x.jsonl")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        MetaRMConfig(output_dir=str(tmp_path), model_name_or_path="m", train_file="x.jsonl", objective="listwise")
     with pytest.raises(ValueError, match=r"eval_fraction must be in \(0, 1\)"):
         MetaRMConfig(output_dir=str(tmp_path), model_name_or_path="m", train_file="x.jsonl", eval_fraction=1.0)
     from trl import TrlParser
@@ -293,11 +329,70 @@ def test_mixed_only_trains_on_the_examples_a_meta_rm_chooses_within(classifier_p
     config.mixed_only = True
     with caplog.at_level(logging.INFO, "grm.training"):
         train, held = load_splits(config, tokenizer)
-    assert len(train) == 2 and sorted(train["labels"]) == [0, 1] and len(held) == 4  # held-out data stays whole
+    assert len(train) == 2 and sorted(label for label, _ in train["labels"]) == [0, 1] and len(held) == 4
     assert "mixed_only: 2 of 8 training judgements kept" in caplog.text
     config.train_file = write(tmp_path / "t.jsonl", hand_rows(4))
     with pytest.raises(ValueError, match="mixed_only: no example of .*t.jsonl has both correct and incorrect"):
         load_splits(config, tokenizer)
+
+
+def test_pairwise_rows_hold_whole_examples(classifier_path, tmp_path):
+    from transformers import AutoTokenizer
+
+    from grm.training.meta_rm import _Collator, load_splits
+
+    rows = hand_rows(3)
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = MetaRMConfig(
+        output_dir=str(tmp_path), model_name_or_path=str(classifier_path), train_file=str(tmp_path / "t.jsonl")
+    )
+    config.objective, config.eval_fraction = "pairwise", 0.34
+    train_ds, held = load_splits(config, AutoTokenizer.from_pretrained(classifier_path))
+    assert len(train_ds) == 2 and len(held) == 2  # two examples of two judgements each; one example held out whole
+    batch = _Collator(0)([train_ds[0], train_ds[1]])
+    assert batch["input_ids"].shape[0] == 4 and batch["labels"].shape == (4, 2)
+    examples = batch["labels"][:, 1].tolist()
+    assert examples[0] == examples[1] and examples[2] == examples[3] and examples[0] != examples[2]
+
+
+@pytest.mark.slow
+def test_pairwise_objective_learns_the_within_example_choice(classifier_path, tmp_path):
+    """Every example has one correct and one incorrect judgement: pointwise labels carry no example difficulty,
+    and the pairwise loss must learn which of an example's judgements is right."""
+    rows = []
+    for e in range(8):
+        for s, label in enumerate((1, 0)):
+            bad = "Analysis:\nhello hello.\n\nScores: \\boxed{1, 1}"
+            rows.append(
+                {
+                    "example": e,
+                    "sample": s,
+                    "query": [{"role": "user", "content": QUERY}],
+                    "responses": RESPONSES,
+                    "order": [0, 1],
+                    "judgement": TEXT if label else bad,
+                    "label": label,
+                }
+            )
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:12]))
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[12:]))
+    config = MetaRMConfig(
+        output_dir=str(tmp_path / "out"),
+        model_name_or_path=str(classifier_path),
+        train_file=str(tmp_path / "t.jsonl"),
+        eval_file=str(tmp_path / "e.jsonl"),
+        objective="pairwise",
+        max_steps=15,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        dataloader_pin_memory=False,
+    )
+    metrics = train(config)
+    assert metrics["eval_within_auc"] == 1.0 and metrics["eval_auc"] == 1.0
 
 
 @pytest.mark.slow

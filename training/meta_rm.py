@@ -1,10 +1,12 @@
-"""Meta RM training data and trainer (SPCT §3.3): label sampled judgements by correctness, fit a scalar model with BCE.
+"""Meta RM training data and trainer (SPCT §3.3): label sampled judgements by correctness, fit a scalar model.
 
 1. :func:`build_dataset` samples ``k`` judgements per labelled :class:`~grm.types.Example` with a GRM and writes one
    JSONL row per judgement, labelled 1 if it is correct by :func:`grm.training.is_correct` (unparseable ones are 0).
    The file loads with ``datasets.load_dataset("json", data_files=...)``; re-running resumes it.
-2. :func:`train` fits a sequence-classification model (one logit) on those rows with binary cross-entropy through
-   the transformers ``Trainer``, then reports held-out AUC and accuracy and saves a model that
+2. :func:`train` fits a sequence-classification model (one logit) on those rows through the transformers
+   ``Trainer`` with ``objective`` ``pointwise`` (binary cross-entropy, the paper's), ``pairwise`` (a logistic loss
+   on every correct-minus-incorrect logit difference among one example's judgements: the choice MetaRM@k makes)
+   or ``both``, then reports held-out AUC (pooled and within an example) and accuracy and saves a model that
    :meth:`grm.MetaRM.from_pretrained` loads.
 """
 
@@ -166,18 +168,33 @@ def _labelled_item(example: Example) -> Item:
 # ---------------------------------------------------------------------------------------------------- metrics
 
 
-def classification_metrics(labels: Sequence[float], logits: Sequence[float]) -> dict[str, float]:
-    """Held-out ``auc``, ``accuracy`` (logit > 0 means "correct") and ``positive_rate`` (share labelled correct)."""
+def classification_metrics(
+    labels: Sequence[float], logits: Sequence[float], examples: Sequence[Any] | None = None
+) -> dict[str, float]:
+    """Held-out ``auc``, ``accuracy`` (logit > 0 means "correct") and ``positive_rate`` (share labelled correct);
+    given each judgement's example, also ``within_auc``: the mean AUC inside the examples that have both correct
+    and incorrect judgements (NaN if none has), the discrimination MetaRM@k uses."""
     y = np.asarray(labels, dtype=float).reshape(-1)
     z = np.asarray(logits, dtype=float).reshape(-1)
-    return {
+    metrics = {
         "auc": roc_auc(y, z),
         "accuracy": float(((z > 0) == (y == 1)).mean()),
         "positive_rate": float((y == 1).mean()),
     }
+    if examples is not None:
+        groups = np.asarray(examples).reshape(-1)
+        if len(groups) != len(y):
+            raise ValueError(f"{len(groups)} examples for {len(y)} labels")
+        aucs = [roc_auc(y[groups == g], z[groups == g]) for g in np.unique(groups)]
+        aucs = [a for a in aucs if not np.isnan(a)]
+        metrics["within_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------------- training
+
+
+OBJECTIVES = ("pointwise", "pairwise", "both")
 
 
 @dataclass
@@ -198,6 +215,14 @@ class MetaRMConfig(TrainingArguments):
     max_length: int = field(default=4096, metadata={"help": "longest input in tokens; the front of longer ones is cut"})
     template: str | None = field(default=None, metadata={"help": "meta RM template (.j2 path); default: built-in"})
     pos_weight: float = field(default=1.0, metadata={"help": "BCE weight of correct judgements (> 1 when rare)"})
+    objective: str = field(
+        default="pointwise",
+        metadata={
+            "help": "pointwise: BCE on each judgement's label (the paper's); pairwise: logistic loss on the logit "
+            "differences of one example's correct vs incorrect judgements (batches then count examples, each with "
+            "all its judgements); both: their sum"
+        },
+    )
     mixed_only: bool = field(
         default=False,
         metadata={
@@ -220,30 +245,93 @@ class MetaRMConfig(TrainingArguments):
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
         if self.pos_weight <= 0:
             raise ValueError(f"pos_weight must be > 0, got {self.pos_weight}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+
+    @property
+    def grouped(self) -> bool:
+        """Whether a training row is one example with all its judgements (the pairwise loss needs them together)."""
+        return self.objective != "pointwise"
+
+
+def _columns(outputs: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The logits, the 0/1 labels and (for labels of shape (N, 2)) each judgement's example number."""
+    logits = outputs.logits.float().reshape(-1)
+    labels = labels.to(logits.device, torch.float32)
+    if labels.dim() == 2:
+        return logits, labels[:, 0], labels[:, 1]
+    return logits, labels.reshape(-1), None
+
+
+def _per_judgement(num_items_in_batch: Any, labels: torch.Tensor, n: int) -> float:
+    """The judgements the loss is averaged over: ``n``, or the Trainer's count across gradient accumulation (it
+    counts every label column, so (label, example) labels count twice)."""
+    if num_items_in_batch is None:
+        return float(n)
+    return float(num_items_in_batch) / (labels.shape[1] if labels.dim() == 2 else 1)
 
 
 def bce_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None, *, pos_weight: float = 1.0):
-    """Binary cross-entropy of the one-logit outputs against 0/1 labels (the ``Trainer``'s ``compute_loss_func``).
+    """Binary cross-entropy of the one-logit outputs against 0/1 labels (a ``Trainer`` ``compute_loss_func``).
 
-    Summed, then divided by ``num_items_in_batch`` when the Trainer gives it (gradient accumulation), else averaged.
+    ``labels`` are 0/1 or (label, example) rows. Summed, then divided by the judgements of the batch (across
+    gradient accumulation when the Trainer gives ``num_items_in_batch``).
     """
-    logits = outputs.logits.float().reshape(-1)
-    labels = labels.to(logits.device, torch.float32).reshape(-1)
+    logits, y, _ = _columns(outputs, labels)
     loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits, labels, pos_weight=torch.tensor(pos_weight, device=logits.device), reduction="sum"
+        logits, y, pos_weight=torch.tensor(pos_weight, device=logits.device), reduction="sum"
     )
-    return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
+    return loss / _per_judgement(num_items_in_batch, labels, y.numel())
+
+
+def pairwise_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    """Mean of ``-log sigmoid(z_correct - z_incorrect)`` over every pair of one example's correct and incorrect
+    judgements in the batch (``labels``: (label, example) rows); 0 (with a gradient) when the batch has no pair.
+
+    Under gradient accumulation the batch's mean is weighted by its share of the accumulated judgements.
+    """
+    logits, y, groups = _columns(outputs, labels)
+    if groups is None:
+        raise ValueError("the pairwise loss needs (label, example) labels")
+    pairs = (groups[:, None] == groups[None, :]) & (y[:, None] == 1) & (y[None, :] == 0)
+    if not pairs.any():
+        return logits.sum() * 0.0
+    margins = (logits[:, None] - logits[None, :])[pairs]
+    loss = -torch.nn.functional.logsigmoid(margins).mean()
+    return loss * (y.numel() / _per_judgement(num_items_in_batch, labels, y.numel()))
+
+
+def meta_rm_loss(
+    outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None, *, objective: str, pos_weight: float = 1.0
+) -> torch.Tensor:
+    """The training loss of ``objective`` (see :class:`MetaRMConfig`)."""
+    if objective == "pointwise":
+        return bce_loss(outputs, labels, num_items_in_batch, pos_weight=pos_weight)
+    loss = pairwise_loss(outputs, labels, num_items_in_batch)
+    if objective == "both":
+        loss = loss + bce_loss(outputs, labels, num_items_in_batch, pos_weight=pos_weight)
+    return loss
 
 
 @dataclass
 class _Collator:
-    """Right-pads ``input_ids`` as :class:`grm.MetaRM` does at inference and stacks float ``labels``."""
+    """Right-pads ``input_ids`` as :class:`grm.MetaRM` does at inference and stacks (label, example) ``labels``;
+    a grouped row (one example's judgements) is flattened into its judgements."""
 
     pad_id: int
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = pad([f["input_ids"] for f in features], self.pad_id)
-        batch["labels"] = torch.tensor([float(f["labels"]) for f in features])
+        ids: list[list[int]] = []
+        labels: list[list[float]] = []
+        for f in features:
+            if f["input_ids"] and isinstance(f["input_ids"][0], list):
+                ids += f["input_ids"]
+                labels += f["labels"]
+            else:
+                ids.append(f["input_ids"])
+                labels.append(f["labels"])
+        batch = pad(ids, self.pad_id)
+        batch["labels"] = torch.tensor(labels, dtype=torch.float32)
         return batch
 
 
@@ -294,15 +382,32 @@ def load_splits(config: MetaRMConfig, tokenizer: Any) -> tuple[Any, Any]:
         missing = {"query", "responses", "judgement", "order", "label"} - set(ds.column_names)
         if missing:
             raise ValueError(f"{name} data lacks columns {sorted(missing)}; write it with `grm train meta-rm-data`")
+        numbers: dict[Any, int] = {}
+        groups = [numbers.setdefault(g, len(numbers)) for g in _examples(ds)]
+        ds = ds.add_column("_example", groups)
         ds = ds.map(tokenize, remove_columns=ds.column_names, desc=f"tokenize {name}")
         n_cut = sum(ds["n_cut"])
         if n_cut:
             logger.warning(
                 "%s: %d inputs over max_length=%d tokens had their fronts cut", name, n_cut, config.max_length
             )
-        out.append(ds.remove_columns("n_cut"))
-    logger.info("meta RM data: %d train and %d held-out judgements", len(out[0]), len(out[1]))
+        ds = ds.remove_columns("n_cut")
+        out.append(_grouped(ds, groups, config.seed) if name == "train" and config.grouped else ds)
+    logger.info("meta RM data: %d train rows and %d held-out judgements", len(out[0]), len(out[1]))
     return out[0], out[1]
+
+
+def _grouped(ds: Any, groups: Sequence[int], seed: int) -> Any:
+    """One row per example holding all its judgements (lists of ``input_ids`` and ``labels``), in a seeded order."""
+    from datasets import Dataset
+
+    members: dict[int, list[int]] = defaultdict(list)
+    for row, g in enumerate(groups):
+        members[g].append(row)
+    ids, labels = ds["input_ids"], ds["labels"]
+    rows = [{"input_ids": [ids[r] for r in rs], "labels": [labels[r] for r in rs]} for rs in members.values()]
+    random.Random(seed).shuffle(rows)
+    return Dataset.from_list(rows)
 
 
 def _examples(ds: Any) -> list[Any]:
@@ -326,20 +431,22 @@ def _mixed(ds: Any, origin: str) -> Any:
 def _tokenize(row: dict[str, Any], *, tokenizer: Any, template: Any, max_length: int) -> dict[str, Any]:
     messages = build_messages(row["query"], row["responses"], row["judgement"], row["order"], template=template)
     ids, cut = encode(tokenizer, messages, max_length)
-    return {"input_ids": ids, "labels": float(row["label"]), "n_cut": int(cut > 0)}
+    return {"input_ids": ids, "labels": [float(row["label"]), float(row["_example"])], "n_cut": int(cut > 0)}
 
 
 def _eval_metrics(prediction: Any) -> dict[str, float]:
     """The Trainer's ``compute_metrics``: the logits come first when the model returns more than one output."""
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    return classification_metrics(prediction.label_ids, logits)
+    labels = np.asarray(prediction.label_ids)
+    return classification_metrics(labels[:, 0], logits, examples=labels[:, 1])
 
 
 def train(config: MetaRMConfig) -> dict[str, float]:
     """Train a meta RM, save it (with its template) to ``config.output_dir``, and return the held-out metrics.
 
     ``resume_from_checkpoint: auto`` resumes from the last checkpoint in ``output_dir`` if any. The metrics
-    (``eval_auc``, ``eval_accuracy``, ``eval_positive_rate``, ``eval_loss``) also go to ``eval_results.json`` there.
+    (``eval_auc``, ``eval_within_auc``, ``eval_accuracy``, ``eval_positive_rate``, ``eval_loss``) also go to
+    ``eval_results.json`` there.
     """
     from transformers import Trainer, set_seed
 
@@ -353,7 +460,7 @@ def train(config: MetaRMConfig) -> dict[str, float]:
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         data_collator=_Collator(model.config.pad_token_id),
-        compute_loss_func=functools.partial(bce_loss, pos_weight=config.pos_weight),
+        compute_loss_func=functools.partial(meta_rm_loss, objective=config.objective, pos_weight=config.pos_weight),
         compute_metrics=_eval_metrics,
     )
     trainer.train(resume_from_checkpoint=resume_checkpoint(config.output_dir, config.resume_from_checkpoint))
@@ -363,8 +470,9 @@ def train(config: MetaRMConfig) -> dict[str, float]:
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)
     logger.info(
-        "held-out: AUC %.4f, accuracy %.4f on %d judgements (%.1f%% correct); model in %s",
+        "held-out: AUC %.4f (%.4f within an example), accuracy %.4f on %d judgements (%.1f%% correct); model in %s",
         metrics["eval_auc"],
+        metrics["eval_within_auc"],
         metrics["eval_accuracy"],
         len(eval_ds),
         100 * metrics["eval_positive_rate"],
