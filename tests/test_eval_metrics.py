@@ -122,3 +122,24 @@ def test_bootstrap_draws_whole_units_and_numbers_each_copy():
         n=50,
     )
     assert strata["first"] == (0.5, 0.5)
+
+
+def test_paired_difference_sees_what_unpaired_intervals_miss():
+    from grm.metrics import mean_interval, paired_difference
+
+    rng = np.random.default_rng(0)
+    before = (rng.random(1000) < 0.6).astype(float)
+    after = before.copy()
+    flip = rng.choice(np.flatnonzero(before == 0), 40, replace=False)  # 40 items fixed, none broken: +4 points
+    after[flip] = 1.0
+    a, b = mean_interval(before, seed=1), mean_interval(after, seed=1)
+    assert b.mean - a.mean == pytest.approx(0.04) and b.low < a.high  # the unpaired intervals overlap
+    d = paired_difference(before, after, seed=1)
+    assert d.mean == pytest.approx(0.04) and d.significant and 0.025 < d.low < 0.04 < d.high < 0.055
+    noise = paired_difference(before, rng.permutation(before), seed=1)  # same accuracy, other items right
+    assert not noise.significant and noise.low < 0 < noise.high
+    assert paired_difference(before, after, seed=1) == d  # seeded
+    with pytest.raises(ValueError, match="same items on both sides, got 1000 and 3"):
+        paired_difference(before, [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="one finite value per item"):
+        mean_interval([0.5, float("nan")])
