@@ -134,3 +134,21 @@ def test_teacher_voting_fixes_independent_errors():
     voting = result.curves["voting"]
     assert 0.55 < voting[1]["overall"] < 0.85 and voting[9]["overall"] > voting[1]["overall"] + 0.15
     assert result.n_invalid == 0 and set(result.subset_sizes) == set(KINDS)
+
+
+def test_contradiction_is_an_analysis_against_its_own_scores():
+    import time
+
+    from grm.training.synthetic import contradicts
+
+    head = "Specific Criteria:\n1. **Correct sum** (Weight: 100%): so 131.\n\nAnalysis:\n"
+    lines = "Response 1: 129 vs 131: wrong.\nResponse 2: 131 vs 131: right.\n\n"
+    assert not contradicts(head + lines + "Scores: \\boxed{2, 9}")
+    assert contradicts(head + lines + "Scores: \\boxed{9, 2}")  # the one called right scores lower
+    assert contradicts(head + lines + "Scores: \\boxed{5, 5}")  # a tie is no preference for the right one
+    assert not contradicts(head + lines)  # no scores: nothing to contradict (unreadable instead)
+    assert not contradicts(head + "Response 1: 1 vs 2: wrong.\nResponse 9: 2 vs 2: right.\n\nScores: \\boxed{2, 9}")
+    start = time.process_time()
+    assert not contradicts("Response 1: " + ": " * 100_000 + "\\boxed{" + "1," * 100_000)
+    assert not contradicts(("Response 1: x: right.\n" * 20_000) + "Scores: \\boxed{2}")
+    assert time.process_time() - start < 5

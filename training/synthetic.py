@@ -31,6 +31,7 @@ __all__ = [
     "SyntheticExample",
     "Teacher",
     "TeacherJudgement",
+    "contradicts",
     "make_examples",
     "read_prompt",
     "solve",
@@ -39,6 +40,26 @@ __all__ = [
 
 ERRORS = ("slip", "misscore")
 """How the teacher errs (see the module docs)."""
+
+_VERDICT = re.compile(r"^Response (\d{1,3}): [^\n]*: (right|wrong)\.$", re.M)
+_BOX = re.compile(r"\\boxed\{([0-9, ]{1,200})\}")
+
+
+def contradicts(text: str) -> bool:
+    """Whether a judgement in the teacher's format contradicts itself: a response its analysis calls right scores
+    no higher than one it calls wrong (scores read from its last box, in the order the judgement saw)."""
+    boxes = _BOX.findall(text)
+    if not boxes:
+        return False
+    try:
+        scores = [int(x) for x in boxes[-1].split(",")]
+    except ValueError:
+        return False
+    verdicts = [(int(n) - 1, v) for n, v in _VERDICT.findall(text) if 0 < int(n) <= len(scores)]
+    right = [scores[i] for i, v in verdicts if v == "right"]
+    wrong = [scores[i] for i, v in verdicts if v == "wrong"]
+    return bool(right and wrong and min(right) <= max(wrong))
+
 
 _QUERY = re.compile(r"^\[The Start of Query\]\n(.*?)\n\[The End of Query\]$", re.S | re.M)
 _RESPONSE = re.compile(r"^\[The Start of Response (\d+)\]\n(.*?)\n\[The End of Response \1\]$", re.S | re.M)
