@@ -147,8 +147,11 @@ def test_contradiction_is_an_analysis_against_its_own_scores():
     assert contradicts(head + lines + "Scores: \\boxed{9, 2}")  # the one called right scores lower
     assert contradicts(head + lines + "Scores: \\boxed{5, 5}")  # a tie is no preference for the right one
     assert not contradicts(head + lines)  # no scores: nothing to contradict (unreadable instead)
+    assert contradicts(head + "Response 1: 131 vs 131: wrong.\nResponse 2: 7 vs 131: wrong.\n\nScores: \\boxed{2, 2}")
+    assert contradicts(head + "Response 1: 129 vs 131: right.\n\nScores: \\boxed{9}")
     assert not contradicts(head + "Response 1: 1 vs 2: wrong.\nResponse 9: 2 vs 2: right.\n\nScores: \\boxed{2, 9}")
     start = time.process_time()
     assert not contradicts("Response 1: " + ": " * 100_000 + "\\boxed{" + "1," * 100_000)
     assert not contradicts(("Response 1: x: right.\n" * 20_000) + "Scores: \\boxed{2}")
+    assert not contradicts("Response 1: " + " vs " * 50_000 + ": righ.\n")
     assert time.process_time() - start < 5

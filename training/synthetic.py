@@ -41,13 +41,21 @@ __all__ = [
 ERRORS = ("slip", "misscore")
 """How the teacher errs (see the module docs)."""
 
-_VERDICT = re.compile(r"^Response (\d{1,3}): [^\n]*: (right|wrong)\.$", re.M)
+_VERDICT = re.compile(r"^Response (\d{1,3}): ([^\n]*): (right|wrong)\.$", re.M)
 _BOX = re.compile(r"\\boxed\{([0-9, ]{1,200})\}")
 
 
 def contradicts(text: str) -> bool:
-    """Whether a judgement in the teacher's format contradicts itself: a response its analysis calls right scores
-    no higher than one it calls wrong (scores read from its last box, in the order the judgement saw)."""
+    """Whether a judgement in the teacher's format contradicts itself: an analysis line's verdict disagrees with
+    its own comparison ("42 vs 42: wrong"), or a response it calls right scores no higher than one it calls wrong
+    (scores read from its last box, in the order the judgement saw). Of the teacher's errors, a misscore is the
+    second kind and a slip neither; a trained model writes the first kind when it compares two numbers wrongly."""
+    verdicts = []
+    for number, comparison, verdict in _VERDICT.findall(text):
+        answer, vs, expected = comparison.partition(" vs ")
+        if vs and (answer == expected) != (verdict == "right"):
+            return True
+        verdicts.append((int(number) - 1, verdict))
     boxes = _BOX.findall(text)
     if not boxes:
         return False
@@ -55,9 +63,8 @@ def contradicts(text: str) -> bool:
         scores = [int(x) for x in boxes[-1].split(",")]
     except ValueError:
         return False
-    verdicts = [(int(n) - 1, v) for n, v in _VERDICT.findall(text) if 0 < int(n) <= len(scores)]
-    right = [scores[i] for i, v in verdicts if v == "right"]
-    wrong = [scores[i] for i, v in verdicts if v == "wrong"]
+    right = [scores[i] for i, v in verdicts if v == "right" and 0 <= i < len(scores)]
+    wrong = [scores[i] for i, v in verdicts if v == "wrong" and 0 <= i < len(scores)]
     return bool(right and wrong and min(right) <= max(wrong))
 
 
