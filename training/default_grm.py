@@ -16,9 +16,11 @@ skipped, so re-running the command resumes; stages named in ``stages`` always ru
 6. ``meta_rm``: judgements of the GRPO model labelled by correctness
    (:func:`grm.training.meta_rm.build_dataset`), then BCE training from the GRPO model's weights
    (:func:`grm.training.meta_rm.train`; ``meta_rm_config``).
-7. ``eval``: on the held-out set, greedy accuracy and ``eval_k`` samples per item (Voting@k and MetaRM@k for every
-   k <= eval_k) of the SFT, RFT and GRPO models, and Voting@k of the teacher, through :func:`grm.eval.evaluate`
-   (cached: an interrupted evaluation resumes).
+7. ``eval``: on the held-out set (``eval_examples`` items of 2-4 responses, the same items for every model),
+   greedy accuracy of the SFT, RFT and GRPO models, ``eval_stage_k`` samples per item of SFT and RFT, and
+   ``eval_k`` of the shipped GRPO model (Voting@k, and MetaRM@k with its meta RM), and Voting@k of the teacher,
+   through :func:`grm.eval.evaluate` (cached: an interrupted evaluation resumes). The report compares the stages
+   item by item (paired bootstrap).
 8. ``ship``: the GRPO model and the meta RM, without training state, into ``ship_dir`` (default: grm's
    ``assets`` folder), where ``GRM.from_pretrained()`` and ``MetaRM.from_pretrained()`` find them.
 9. ``report``: ``report_dir/default_grm.md`` and ``default_grm.png`` (:mod:`grm.training.default_grm_report`).
@@ -51,6 +53,9 @@ MODELS = ("sft", "rft", "grpo")
 """The GRM checkpoints evaluated, in training order (``grpo`` is the one shipped)."""
 SPLITS = ("sft", "rft", "grpo", "meta_rm")
 """Training data sets, one per stage; split ``s`` uses seed ``seed + SPLITS.index(s)``."""
+HELDOUT_RESPONSE_WEIGHTS = (0, 4, 3, 2)
+"""Held-out items have 2-4 responses (the training sets' mix without lone responses): accuracy is then the choice
+of the best response, which voting and the meta RM are for."""
 EXTRA_TOKENS = (
     "[The Start of Query]\n",
     "[The End of Query]\n",
@@ -81,8 +86,11 @@ class DefaultGRMConfig:
     grpo_examples: int = field(default=200, metadata={"help": "Examples (prompts) for GRPO."})
     meta_rm_examples: int = field(default=300, metadata={"help": "Examples whose judgements train the meta RM."})
     meta_rm_k: int = field(default=8, metadata={"help": "Judgements sampled per meta RM example."})
-    eval_examples: int = field(default=200, metadata={"help": "Held-out examples."})
-    eval_k: int = field(default=32, metadata={"help": "Judgements sampled per held-out example (Voting@1..k)."})
+    eval_examples: int = field(default=1000, metadata={"help": "Held-out examples (2-4 responses each)."})
+    eval_k: int = field(default=32, metadata={"help": "Judgements sampled per held-out example of the shipped model."})
+    eval_stage_k: int = field(
+        default=8, metadata={"help": "Judgements sampled per held-out example of the earlier stages (SFT, RFT)."}
+    )
     eval_draws: int = field(default=8, metadata={"help": "Random draws per k for Voting@k and MetaRM@k."})
     eval_bootstrap: int = field(default=200, metadata={"help": "Bootstrap resamples for the 95% intervals."})
     batch_size: int = field(default=64, metadata={"help": "Sequences per generation batch (transformers)."})
@@ -120,6 +128,8 @@ class DefaultGRMConfig:
                 f"need eval_k >= 2, meta_rm_k >= 1, teacher_samples >= 1; got {self.eval_k}, {self.meta_rm_k}, "
                 f"{self.teacher_samples}"
             )
+        if not 1 <= self.eval_stage_k <= self.eval_k:
+            raise ValueError(f"eval_stage_k must be in 1..eval_k={self.eval_k}, got {self.eval_stage_k}")
 
     def selected(self) -> list[str]:
         """The stages to run, in pipeline order."""
@@ -205,7 +215,8 @@ class Pipeline:
         sizes = {"sft": c.sft_examples, "rft": c.rft_examples, "grpo": c.grpo_examples, "meta_rm": c.meta_rm_examples}
         for i, split in enumerate(SPLITS):
             synthetic.write_examples(self.data(split), synthetic.make_examples(sizes[split], c.seed + i))
-        synthetic.write_examples(self.data("heldout"), synthetic.make_examples(c.eval_examples, c.heldout_seed))
+        heldout = synthetic.make_examples(c.eval_examples, c.heldout_seed, response_weights=HELDOUT_RESPONSE_WEIGHTS)
+        synthetic.write_examples(self.data("heldout"), heldout)
 
     def stage_init(self) -> None:
         import torch
@@ -349,6 +360,10 @@ class Pipeline:
         )
         train(config)
 
+    def eval_k(self, name: str) -> int:
+        """Judgements sampled per held-out item of a model: ``eval_k`` for the shipped one, else ``eval_stage_k``."""
+        return self.config.eval_k if name in (MODELS[-1], "teacher") else self.config.eval_stage_k
+
     def stage_eval(self) -> None:
         from grm.eval import evaluate, write_report
         from grm.meta_rm import MetaRM
@@ -362,25 +377,14 @@ class Pipeline:
             rm = self.load_grm(name)
             greedy = evaluate("synthetic", data, rm, k=1, cache=self.eval_dir(name, "greedy") / "cache.jsonl", **common)
             write_report(greedy, self.eval_dir(name, "greedy"))
+            k = self.eval_k(name)
+            rated = {"meta_rm": meta, "k_meta": k // 2} if name == MODELS[-1] else {}  # the meta RM rates its model
             sampled = evaluate(
-                "synthetic",
-                data,
-                rm,
-                k=c.eval_k,
-                meta_rm=meta,
-                k_meta=c.eval_k // 2,
-                cache=self.eval_dir(name, "sampled") / "cache.jsonl",
-                **common,
+                "synthetic", data, rm, k=k, cache=self.eval_dir(name, "sampled") / "cache.jsonl", **rated, **common
             )
             write_report(sampled, self.eval_dir(name, "sampled"))
             logger.info(
-                "%s: greedy %.3f, Voting@%d %.3f, MetaRM@%d %.3f",
-                name,
-                greedy.headline,
-                c.eval_k,
-                sampled.scores["voting"]["overall"],
-                c.eval_k,
-                sampled.scores["metarm"]["overall"],
+                "%s: greedy %.3f, Voting@%d %.3f", name, greedy.headline, k, sampled.scores["voting"]["overall"]
             )
         teacher = GRM(synthetic.Teacher(c.teacher_error_rate, c.heldout_seed), self.template)
         result = evaluate("synthetic", data, teacher, k=c.eval_k, progress=False, **common)

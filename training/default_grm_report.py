@@ -11,6 +11,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from grm.metrics import Estimate, mean_interval, paired_difference
 from grm.training.synthetic import KINDS
 
 if TYPE_CHECKING:
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
 NAMES = {"teacher": "teacher (rule-based)", "sft": "SFT", "rft": "SFT + RFT", "grpo": "SFT + RFT + GRPO (shipped)"}
 COLORS = {"teacher": "0.6", "sft": "tab:blue", "rft": "tab:orange", "grpo": "tab:green"}
 TABLE_K = (1, 2, 4, 8, 16, 32)
+ATTEMPTS = "default_grm_attempts.md"
+"""The hand-written record, beside the report, of what was tried to reach the paper's shape and what it measured."""
 
 
 def write(pipeline: Pipeline, report_dir: Path) -> Path:
@@ -34,8 +39,64 @@ def write(pipeline: Pipeline, report_dir: Path) -> Path:
     plot = report_dir / "default_grm.png"
     _plot(results, plot, pipeline.config.eval_k)
     path = report_dir / "default_grm.md"
-    path.write_text(_markdown(pipeline, results, plot.name), encoding="utf-8")
+    attempts = (report_dir / ATTEMPTS).is_file()
+    path.write_text(_markdown(pipeline, results, item_values(pipeline), plot.name, attempts), encoding="utf-8")
     return path
+
+
+def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
+    """Per model, per measure (``greedy``, ``Voting@k``, ``MetaRM@k``), each held-out item's accuracy, in the
+    held-out file's order: the same items for every model, so stages compare item by item.
+
+    An item's votes are the sums of its judgements' scores; it is worth 1 when the right response alone has the
+    most, ``1/t`` when it ties with ``t - 1`` others (a coin toss), else 0. Voting@k of a model with ``K`` samples
+    per item is the mean over the ``K // k`` disjoint runs of k samples; MetaRM@k keeps the k/2 judgements of each
+    run its meta RM rates highest.
+    """
+    from grm.training.default_grm import MODELS, _read_jsonl
+
+    truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name in MODELS:
+        greedy = _cached(pipeline.eval_dir(name, "greedy") / "cache.jsonl")
+        sampled = _cached(pipeline.eval_dir(name, "sampled") / "cache.jsonl")
+        values: dict[str, list[float]] = {
+            "greedy": [_vote([j["scores"] for j in greedy[i]["judgements"]], t) for i, t in truth.items()]
+        }
+        n = pipeline.eval_k(name)
+        for k in [k for k in TABLE_K if k <= n]:
+            values[f"Voting@{k}"] = []
+            meta = k >= 2 and all(sampled[i].get("meta_scores") for i in truth)
+            if meta:
+                values[f"MetaRM@{k}"] = []
+            for i, t in truth.items():
+                scores = [j["scores"] for j in sampled[i]["judgements"]]
+                runs = [range(r * k, (r + 1) * k) for r in range(len(scores) // k)]
+                values[f"Voting@{k}"].append(float(np.mean([_vote([scores[s] for s in run], t) for run in runs])))
+                if meta:
+                    rated = sampled[i]["meta_scores"]
+                    kept = [sorted(run, key=lambda s: -rated[s])[: k // 2] for run in runs]
+                    values[f"MetaRM@{k}"].append(float(np.mean([_vote([scores[s] for s in ks], t) for ks in kept])))
+        out[name] = {key: np.asarray(v) for key, v in values.items()}
+    return out
+
+
+def _cached(path: Path) -> dict[str, dict[str, Any]]:
+    """An evaluation cache's rewards by item id."""
+    from grm.jsonl import read_rows
+
+    return {row["id"]: row["reward"] for _, row, _ in read_rows(path) if row is not None}
+
+
+def _vote(judged: list[list[float] | None], truth: list[float]) -> float:
+    """Worth of the summed votes of ``judged`` (scores in the item's order; None: unreadable) against ``truth``."""
+    totals = np.zeros(len(truth))
+    for scores in judged:
+        if scores is not None and len(scores) == len(truth):
+            totals += np.asarray(scores, dtype=float)
+    tied = np.flatnonzero(totals == totals.max())
+    best = int(np.argmax(truth))
+    return 1.0 / len(tied) if best in tied else 0.0
 
 
 def _load(folder: Path) -> dict[str, Any]:
@@ -85,14 +146,21 @@ def _plot(results: dict[str, dict[str, Any]], path: Path, k_max: int) -> None:
     fig.savefig(path, format="png")
 
 
-def _markdown(pipeline: Pipeline, results: dict[str, dict[str, Any]], plot_name: str) -> str:
-    from grm.training.default_grm import STAGES
+def _markdown(
+    pipeline: Pipeline,
+    results: dict[str, dict[str, Any]],
+    values: dict[str, dict[str, np.ndarray]],
+    plot_name: str,
+    attempts: bool,
+) -> str:
+    from grm.training.default_grm import MODELS, STAGES
 
     c = pipeline.config
     status = pipeline.status()
-    ks = [k for k in TABLE_K if k <= c.eval_k]
     init = json.loads((pipeline.model("init") / "config.json").read_text(encoding="utf-8"))
     n_params = _param_count(pipeline.model("grpo"))
+    boot = {"n_bootstrap": max(c.eval_bootstrap, 1), "seed": c.heldout_seed}
+    n_items = len(values[MODELS[-1]]["greedy"])
     lines = [
         "# The default GRM: trained from scratch with grm's SPCT pipeline on a CPU",
         "",
@@ -105,45 +173,72 @@ def _markdown(pipeline: Pipeline, results: dict[str, dict[str, Any]], plot_name:
         f"{_pct(c.teacher_error_rate)}% of its judgements by construction. **Model**: a Qwen2 with "
         f"{init['num_hidden_layers']} layers, hidden size {init['hidden_size']}, "
         f"{init['num_attention_heads']} attention heads, {init['vocab_size']} tokens "
-        f"(own BPE tokenizer), {n_params / 1e6:.2f}M parameters. **Held out**: {c.eval_examples} examples of seed "
-        f"{c.heldout_seed} (training used seeds {c.seed}..{c.seed + 4}); {_overlap(pipeline)}",
+        f"(own BPE tokenizer), {n_params / 1e6:.2f}M parameters. **Held out**: {n_items} items of 2-4 responses, "
+        f"seed {c.heldout_seed} (training used seeds {c.seed}..{c.seed + 4}), the same items for every model; "
+        f"{_overlap(pipeline)}",
         "",
-        "Accuracy: an item with several responses is right when the voted best response is the right one (ties "
-        "broken at random); a lone response when its voted mean score is on the side of its truth. Voting@k and "
-        f"MetaRM@k (the meta RM keeps the k/2 judgements it rates highest) come from {c.eval_k} sampled judgements "
-        f"per item (temperature 0.5), averaged over {c.eval_draws} random draws of k; greedy is one judgement at "
-        "temperature 0. Parse failures are judgements whose scores could not be read. Even k are handicapped: a lone "
-        "response's tied vote (one 9, one 2: mean 5.5) counts as wrong, and a tie between several responses is a "
-        "coin toss.",
+        "Accuracy: an item is right when the right response alone has the most votes (the sum of its judgements' "
+        "scores); a tie among t responses counts 1/t. Greedy is one judgement at temperature 0. Voting@k is the "
+        f"mean over disjoint runs of k of the sampled judgements (temperature 1; {c.eval_k} per item for the "
+        f"shipped model, {c.eval_stage_k} for the earlier stages); MetaRM@k keeps the k/2 judgements of a run the "
+        "meta RM rates highest. Intervals are 95% percentile bootstraps over items "
+        f"({max(c.eval_bootstrap, 1)} resamples); a difference between two models is measured on the same items "
+        "(paired bootstrap) and called significant when its interval excludes 0.",
         "",
-        "## Results (held-out accuracy, %)",
+        *_shape(values, c.eval_k, boot, _parse_failure_share(results[MODELS[-1]])),
         "",
-        "| model | greedy | " + " | ".join(f"Voting@{k}" for k in ks) + f" | MetaRM@8 | MetaRM@{c.eval_k} "
-        "| parse failures (sampled) | parse failures (greedy) |",
-        "|---" * (len(ks) + 6) + "|",
+        "## Results (held-out accuracy, %, with 95% intervals)",
+        "",
     ]
-    for name, r in results.items():
-        voting = _curve(r["sampled"], "voting")
-        meta = _curve(r["sampled"], "metarm")
-        greedy = _pct(_num(r["greedy"]["scores"]["voting"]["overall"])) if "greedy" in r else "n/a"
-        cells = [NAMES[name], greedy, *(_pct(voting[k]) for k in ks)]
-        cells += [_pct(meta.get(8, math.nan)), _pct(meta.get(c.eval_k, math.nan))]
-        cells += [_failures(r["sampled"]), _failures(r["greedy"]) if "greedy" in r else "n/a"]
-        lines.append("| " + " | ".join(cells) + " |")
+    measures = [m for m in ("greedy", *(f"Voting@{k}" for k in TABLE_K), *(f"MetaRM@{k}" for k in TABLE_K))]
+    measures = [m for m in measures if any(m in v for v in values.values())]
+    lines += ["| model | " + " | ".join(measures) + " | parse failures (sampled) |", "|---" * (len(measures) + 2) + "|"]
+    for name in MODELS:
+        cells = [_with_interval(mean_interval(values[name][m], **boot)) if m in values[name] else "" for m in measures]
+        lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + f" | {_failures(results[name]['sampled'])} |")
+    teacher = _curve(results["teacher"]["sampled"], "voting")
+    lines += [
+        "",
+        f"The teacher (not a model; its errors are independent by construction): Voting@1 {_pct(teacher[1])}, "
+        f"Voting@{c.eval_k} {_pct(teacher[c.eval_k])} (the evaluation's own draws).",
+        "",
+        "## Stage against stage (paired, same items)",
+        "",
+        "| change | measure | before | after | difference (points) | 95% interval | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for before, after in (("sft", "rft"), ("rft", "grpo"), ("sft", "grpo")):
+        for m in [m for m in values[before] if m in values[after] and not m.startswith("MetaRM")]:
+            if m not in ("greedy", "Voting@1", f"Voting@{c.eval_stage_k}"):
+                continue
+            d = paired_difference(values[before][m], values[after][m], **boot)
+            a, b = values[before][m].mean(), values[after][m].mean()
+            lines.append(
+                f"| {NAMES[before]} -> {NAMES[after]} | {m} | {_pct(a)} | {_pct(b)} | {100 * d.mean:+.1f} | "
+                f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {_verdict(d)} |"
+            )
     lines += ["", f"![Voting@k and MetaRM@k]({plot_name})", "", "## By kind of question", ""]
     lines += [
-        f"| model | kind | greedy | Voting@1 | Voting@{c.eval_k} | MetaRM@{c.eval_k} |",
+        "(The evaluation's own figures: Voting@k and MetaRM@k averaged over random draws of k, ties broken at random.)",
+        "",
+        "| model | kind | greedy | Voting@1 | Voting@k (k: the model's samples) | MetaRM@k |",
         "|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
+        k = pipeline.eval_k(name)
         for kind in KINDS:
             key = f"subsets/{kind}"
             greedy = _pct(_num(r["greedy"]["scores"]["voting"].get(key))) if "greedy" in r else "n/a"
             v1 = _pct(_curve(r["sampled"], "voting", key).get(1, math.nan))
-            vk = _pct(_curve(r["sampled"], "voting", key).get(c.eval_k, math.nan))
-            mk = _pct(_curve(r["sampled"], "metarm", key).get(c.eval_k, math.nan))
-            lines.append(f"| {NAMES[name]} | {kind} | {greedy} | {v1} | {vk} | {mk} |")
-    lines += ["", "## What helped, what did not", "", *_findings(pipeline, results, c.eval_k), ""]
+            vk = _pct(_curve(r["sampled"], "voting", key).get(k, math.nan))
+            mk = _pct(_curve(r["sampled"], "metarm", key).get(k, math.nan))
+            lines.append(f"| {NAMES[name]} | {kind} | {greedy} | {v1} | {vk} (k={k}) | {mk} |")
+    lines += ["", "## What helped, what did not", "", *_findings(pipeline, values), ""]
+    if attempts:
+        lines += [
+            f"What was tried to reach the paper's shape, with each attempt's numbers: [{ATTEMPTS}]({ATTEMPTS}).",
+            "",
+        ]
     lines += ["## Training", "", *_training(pipeline), ""]
     lines += ["## Time (wall clock, this machine)", "", "| stage | seconds |", "|---|---|"]
     timed = [s for s in STAGES[: STAGES.index("eval") + 1] if s in status]  # report and ship take no time
@@ -184,54 +279,13 @@ def _overlap(pipeline: Pipeline) -> str:
     )
 
 
-def _findings(pipeline: Pipeline, results: dict[str, dict[str, Any]], k: int) -> list[str]:
+def _findings(pipeline: Pipeline, values: dict[str, dict[str, np.ndarray]]) -> list[str]:
     out = []
-
-    def greedy(name: str) -> float:
-        return _num(results[name]["greedy"]["scores"]["voting"]["overall"])
-
-    def voting(name: str, kk: int) -> float:
-        return _curve(results[name]["sampled"], "voting")[kk]
-
-    def meta(name: str, kk: int) -> float:
-        return _curve(results[name]["sampled"], "metarm").get(kk, math.nan)
-
-    def change(a: float, b: float) -> str:
-        d = 100 * (b - a)
-        verb = "raised" if d > 0.5 else "lowered" if d < -0.5 else "left about unchanged"
-        return f"{verb} ({_pct(a)} -> {_pct(b)}, {d:+.1f} points)"
-
-    widths = [
-        hi - lo
-        for r in results.values()
-        for mode in ("greedy", "sampled")
-        if mode in r
-        for lo, hi in [r[mode]["intervals"].get("voting", {}).get("overall") or (math.nan, math.nan)]
-    ]
-    width = sum(w for w in widths if not math.isnan(w)) / max(1, sum(not math.isnan(w) for w in widths))
-    out.append(
-        f"- The held-out set is small: a 95% bootstrap interval of these accuracies spans {100 * width:.0f} points on "
-        "average, so differences between stages smaller than half of that are not evidence either way."
-    )
-    for before, after, what in (("sft", "rft", "RFT"), ("rft", "grpo", "GRPO")):
-        out.append(
-            f"- {what} {change(greedy(before), greedy(after))} greedy accuracy and "
-            f"{change(voting(before, k), voting(after, k))} Voting@{k}."
-        )
-    for name in ("sft", "rft", "grpo"):
-        v1, vk, mk = voting(name, 1), voting(name, k), meta(name, k)
-        trend = "rises" if vk > v1 + 0.005 else "does not rise"
-        out.append(
-            f"- {NAMES[name]}: Voting@k {trend} with k ({_pct(v1)} at k=1, {_pct(vk)} at k={k}); MetaRM@{k} is "
-            f"{_pct(mk)}, {100 * (mk - vk):+.1f} points against Voting@{k}."
-        )
     rft_set = pipeline.model("rft") / "rft_data" / "sft.jsonl"
-    if rft_set.is_file() and greedy("rft") < greedy("sft"):
+    if rft_set.is_file():
         out.append(
-            f"- Why RFT can lower accuracy here: SPCT's rejection checks only the scores, and "
-            f"{_pct(1 - _faithful_share(rft_set))}% of the judgements it kept reach them through a wrong result or "
-            "analysis (two mistakes that cancel), which RFT then teaches; its few hundred rows come after tens of "
-            "thousands of teacher traces."
+            f"- SPCT's rejection checks only the scores: {_pct(1 - _faithful_share(rft_set))}% of the judgements RFT "
+            "kept reach them through a wrong result or analysis (two mistakes that cancel), which RFT then teaches."
         )
     pooled, within, mixed = _meta_discrimination(pipeline, "grpo")
     if mixed:
@@ -242,11 +296,13 @@ def _findings(pipeline: Pipeline, results: dict[str, dict[str, Any]], k: int) ->
             "pooled AUC well above it means the meta RM learned which questions are hard more than which judgement "
             "of a question is right."
         )
-    t1, tk = voting("teacher", 1), voting("teacher", k)
-    out.append(
-        f"- The teacher's errors are independent draws by construction, and voting removes most of them "
-        f"({_pct(t1)} -> {_pct(tk)})."
-    )
+    contradictions = _contradictions(pipeline, "grpo")
+    if contradictions is not None:
+        out.append(
+            f"- {_pct(contradictions)}% of the shipped model's sampled judgements contradict themselves (an analysis "
+            "line calls a response right or wrong against the scores it then gives). These are the errors a meta RM "
+            "would have to spot; a model this size writes them in most samples of the items it finds hard."
+        )
     for name in ("sft", "rft", "grpo"):
         mean, majority = _sample_accuracy(pipeline, name)
         out.append(
@@ -255,6 +311,80 @@ def _findings(pipeline: Pipeline, results: dict[str, dict[str, Any]], k: int) ->
             "samples of an item (the same wrong sum every time) cannot be voted away."
         )
     return out
+
+
+def _shape(values: dict[str, dict[str, np.ndarray]], k: int, boot: dict[str, int], failures: float) -> list[str]:
+    """The paper's shape, criterion by criterion, for the shipped model, with what this run measured."""
+    shipped = values["grpo"]
+    voting, greedy = shipped.get(f"Voting@{k}"), shipped["greedy"]
+    rows = []
+    if voting is not None:
+        d = paired_difference(greedy, voting, **boot)
+        rows.append((f"Voting@{k} >= greedy + 5 points", _diff(d), d.mean >= 0.05))
+        d = paired_difference(shipped["Voting@1"], voting, **boot)
+        rows.append((f"Voting@{k} >= Voting@1 + 5 points", _diff(d), d.mean >= 0.05))
+        curve = [shipped[f"Voting@{j}"].mean() for j in TABLE_K if f"Voting@{j}" in shipped]
+        rising = all(b >= a for a, b in zip(curve, curve[1:]))
+        rows.append(("Voting@k rises with k", " -> ".join(_pct(x) for x in curve), rising))
+    meta = shipped.get(f"MetaRM@{k}")
+    if meta is not None and voting is not None:
+        d = paired_difference(voting, meta, **boot)
+        rows.append((f"MetaRM@{k} >= Voting@{k} + 3 points", _diff(d), d.mean >= 0.03))
+    for before, after in (("sft", "rft"), ("rft", "grpo")):
+        worse = [
+            m for m in ("greedy", "Voting@1") if paired_difference(values[before][m], values[after][m], **boot).high < 0
+        ]
+        rows.append(
+            (
+                f"{NAMES[after]} not significantly worse than {NAMES[before]}",
+                ", ".join(worse) + " worse" if worse else "none worse",
+                not worse,
+            )
+        )
+    better = [
+        f"{NAMES[name]} {m}"
+        for name in ("rft", "grpo")
+        for m in ("greedy", f"Voting@{k}")
+        if m in values["sft"]
+        and m in values[name]
+        and paired_difference(values["sft"][m], values[name][m], **boot).low > 0
+    ]
+    rows.append(
+        ("RFT or GRPO significantly better than SFT (greedy or Voting@k)", ", ".join(better) or "neither", bool(better))
+    )
+    rows.append(("parse failures < 1% (shipped, sampled)", f"{_pct(failures)}%", failures < 0.01))
+    out = ["## The paper's shape, for the shipped model", "", "| criterion | measured | met |", "|---|---|---|"]
+    out += [f"| {what} | {measured} | {'yes' if ok else '**no**'} |" for what, measured, ok in rows]
+    return out
+
+
+def _diff(d: Estimate) -> str:
+    return f"{100 * d.mean:+.1f} points [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+
+
+def _verdict(d: Estimate) -> str:
+    return ("significantly better" if d.low > 0 else "significantly worse") if d.significant else "within noise"
+
+
+def _with_interval(e: Estimate) -> str:
+    return f"{_pct(e.mean)} [{_pct(e.low)}, {_pct(e.high)}]"
+
+
+def _parse_failure_share(result: dict[str, Any]) -> float:
+    sampled = result["sampled"]
+    return sampled["n_invalid"] / sampled["n_judgements"] if sampled["n_judgements"] else math.nan
+
+
+def _contradictions(pipeline: Pipeline, name: str) -> float | None:
+    """Share of a model's sampled held-out judgements whose analysis contradicts their scores (None: no samples)."""
+    from grm.training.synthetic import contradicts
+
+    flags = []
+    for _, row in _cached(pipeline.eval_dir(name, "sampled") / "cache.jsonl").items():
+        for j in row["judgements"]:
+            if j.get("scores") is not None:
+                flags.append(contradicts(j["text"]))
+    return sum(flags) / len(flags) if flags else None
 
 
 def _judged_samples(pipeline: Pipeline, name: str) -> list[tuple[list[float], list[float] | None]]:
