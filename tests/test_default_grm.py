@@ -35,7 +35,7 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
         flags += [f"--{stage}_config", str(tmp_path / f"{stage}.yaml")]
     out, report, ship = tmp_path / "run", tmp_path / "report", tmp_path / "ship"
     sizes = "--sft_examples 1600 --rft_examples 24 --grpo_examples 4 --meta_rm_examples 8 --meta_rm_k 2 "
-    sizes += "--eval_examples 8 --eval_k 2 --eval_stage_k 2 --eval_draws 2 --eval_bootstrap 0 --hidden_size 64 --num_layers 2 "
+    sizes += "--eval_examples 8 --eval_k 4 --eval_stage_k 2 --eval_draws 2 --eval_bootstrap 0 --hidden_size 64 --num_layers 2 "
     sizes += "--intermediate_size 64 --max_new_tokens 176 --torch_threads 1"
     argv = ["train", "default-grm", "--config", str(ROOT / "training" / "configs" / "default_grm.yaml")]
     argv += ["--output_dir", str(out), "--report_dir", str(report), "--ship_dir", str(ship), *sizes.split(), *flags]
@@ -52,10 +52,15 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
         assert rm.template.source == template.source and rm.max_new_tokens == 176 and rm.score_range == (1, 10)
     for name in ("sft", "rft", "grpo", "teacher"):
         result = json.loads((out / "eval" / name / "sampled" / "result.json").read_text())
-        assert result["k"] == 2 and result["n_items"] == 8 and ("metarm" in result["scores"]) == (name == "grpo")
+        shipped = name in ("grpo", "teacher")  # sampled eval_k times; the earlier stages eval_stage_k times
+        assert result["k"] == (4 if shipped else 2) and result["n_items"] == 8
+        assert ("metarm" in result["scores"]) == (name == "grpo")
 
     text = (report / "default_grm.md").read_text()
-    assert all(n in text for n in NAMES.values()) and "| greedy | Voting@1 | Voting@2 | MetaRM@2 |" in text
+    assert (
+        all(n in text for n in NAMES.values())
+        and "| greedy | Voting@1 | Voting@2 | Voting@4 | MetaRM@2 | MetaRM@4 |" in text
+    )
     assert "## The paper's shape, for the shipped model" in text and "| SFT -> SFT + RFT | greedy |" in text
     assert (report / "default_grm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shipped = {f.name for f in (ship / "default_grm").iterdir()}

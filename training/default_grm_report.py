@@ -51,9 +51,12 @@ def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
     An item's votes are the sums of its judgements' scores; it is worth 1 when the right response alone has the
     most, ``1/t`` when it ties with ``t - 1`` others (a coin toss), else 0. Voting@k of a model with ``K`` samples
     per item is the mean over the ``K // k`` disjoint runs of k samples; MetaRM@k keeps the k/2 judgements of each
-    run its meta RM rates highest.
+    run its meta RM rates highest; Consistent@k votes only the judgements of each run that do not contradict
+    themselves (:func:`grm.training.synthetic.contradicts`; all of them when every one does): a selection rule a
+    meta RM could learn, as a yardstick.
     """
     from grm.training.default_grm import MODELS, _read_jsonl
+    from grm.training.synthetic import contradicts
 
     truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -69,10 +72,14 @@ def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
             meta = k >= 2 and all(sampled[i].get("meta_scores") for i in truth)
             if meta:
                 values[f"MetaRM@{k}"] = []
+            values[f"Consistent@{k}"] = []
             for i, t in truth.items():
                 scores = [j["scores"] for j in sampled[i]["judgements"]]
                 runs = [range(r * k, (r + 1) * k) for r in range(len(scores) // k)]
                 values[f"Voting@{k}"].append(float(np.mean([_vote([scores[s] for s in run], t) for run in runs])))
+                odd = [contradicts(j["text"] or "") for j in sampled[i]["judgements"]]
+                sane = [[s for s in run if not odd[s]] or list(run) for run in runs]
+                values[f"Consistent@{k}"].append(float(np.mean([_vote([scores[s] for s in ks], t) for ks in sane])))
                 if meta:
                     rated = sampled[i]["meta_scores"]
                     kept = [sorted(run, key=lambda s: -rated[s])[: k // 2] for run in runs]
@@ -123,10 +130,10 @@ def _plot(results: dict[str, dict[str, Any]], path: Path, k_max: int) -> None:
 
     fig = Figure(figsize=(10, 4.5), dpi=110)
     ax = fig.subplots()
-    ks = list(range(1, k_max + 1))
     for name, r in results.items():
         color = COLORS[name]
         voting = _curve(r["sampled"], "voting")
+        ks = sorted(voting)
         ax.plot(ks, [100 * voting[k] for k in ks], "-", color=color, label=f"{NAMES[name]}: Voting@k")
         if "metarm" in r["sampled"]["curves"]:
             meta = _curve(r["sampled"], "metarm")
@@ -190,7 +197,7 @@ def _markdown(
         "## Results (held-out accuracy, %, with 95% intervals)",
         "",
     ]
-    measures = [m for m in ("greedy", *(f"Voting@{k}" for k in TABLE_K), *(f"MetaRM@{k}" for k in TABLE_K))]
+    measures = ["greedy", *(f"Voting@{k}" for k in TABLE_K), *(f"MetaRM@{k}" for k in TABLE_K)]
     measures = [m for m in measures if any(m in v for v in values.values())]
     lines += ["| model | " + " | ".join(measures) + " | parse failures (sampled) |", "|---" * (len(measures) + 2) + "|"]
     for name in MODELS:
@@ -208,9 +215,7 @@ def _markdown(
         "|---|---|---|---|---|---|---|",
     ]
     for before, after in (("sft", "rft"), ("rft", "grpo"), ("sft", "grpo")):
-        for m in [m for m in values[before] if m in values[after] and not m.startswith("MetaRM")]:
-            if m not in ("greedy", "Voting@1", f"Voting@{c.eval_stage_k}"):
-                continue
+        for m in ("greedy", "Voting@1", f"Voting@{c.eval_stage_k}"):
             d = paired_difference(values[before][m], values[after][m], **boot)
             a, b = values[before][m].mean(), values[after][m].mean()
             lines.append(
@@ -233,7 +238,7 @@ def _markdown(
             vk = _pct(_curve(r["sampled"], "voting", key).get(k, math.nan))
             mk = _pct(_curve(r["sampled"], "metarm", key).get(k, math.nan))
             lines.append(f"| {NAMES[name]} | {kind} | {greedy} | {v1} | {vk} (k={k}) | {mk} |")
-    lines += ["", "## What helped, what did not", "", *_findings(pipeline, values), ""]
+    lines += ["", "## What helped, what did not", "", *_findings(pipeline, values, boot), ""]
     if attempts:
         lines += [
             f"What was tried to reach the paper's shape, with each attempt's numbers: [{ATTEMPTS}]({ATTEMPTS}).",
@@ -279,7 +284,7 @@ def _overlap(pipeline: Pipeline) -> str:
     )
 
 
-def _findings(pipeline: Pipeline, values: dict[str, dict[str, np.ndarray]]) -> list[str]:
+def _findings(pipeline: Pipeline, values: dict[str, dict[str, np.ndarray]], boot: dict[str, int]) -> list[str]:
     out = []
     rft_set = pipeline.model("rft") / "rft_data" / "sft.jsonl"
     if rft_set.is_file():
@@ -297,11 +302,21 @@ def _findings(pipeline: Pipeline, values: dict[str, dict[str, np.ndarray]]) -> l
             "of a question is right."
         )
     contradictions = _contradictions(pipeline, "grpo")
-    if contradictions is not None:
+    k = pipeline.eval_k("grpo")
+    if contradictions is not None and f"Consistent@{k}" in values["grpo"]:
+        shipped = values["grpo"]
+        d = paired_difference(shipped[f"Voting@{k}"], shipped[f"Consistent@{k}"], **boot)
         out.append(
             f"- {_pct(contradictions)}% of the shipped model's sampled judgements contradict themselves (an analysis "
-            "line calls a response right or wrong against the scores it then gives). These are the errors a meta RM "
-            "would have to spot; a model this size writes them in most samples of the items it finds hard."
+            'verdict against its own comparison, "42 vs 42: wrong", or against the scores it then gives). Voting '
+            f"only the judgements that do not (Consistent@{k}) scores {_pct(shipped[f'Consistent@{k}'].mean())}, "
+            f"{_diff(d)} against Voting@{k}"
+            + (
+                ": the signal a meta RM needs is in the judgements' text; a meta RM that learned this one rule would "
+                "gain that much over voting."
+                if d.low > 0
+                else ": a rule that only drops self-contradicting judgements is no better a selector than voting here."
+            )
         )
     for name in ("sft", "rft", "grpo"):
         mean, majority = _sample_accuracy(pipeline, name)
@@ -473,7 +488,8 @@ def _training(pipeline: Pipeline) -> list[str]:
         m = json.loads(meta_eval.read_text(encoding="utf-8"))
         out.append(
             f"- Meta RM: {len(rows)} judgements of the GRPO model ({_pct(sum(r['label'] for r in rows) / len(rows))}%"
-            f" correct); held-out AUC {m['eval_auc']:.3f}, accuracy {_pct(m['eval_accuracy'])}%."
+            f" correct); on its held-out examples AUC {m['eval_auc']:.3f} pooled, "
+            f"{m.get('eval_within_auc', math.nan):.3f} within an example, accuracy {_pct(m['eval_accuracy'])}%."
         )
     return out
 
