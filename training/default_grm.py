@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -191,7 +192,12 @@ class Pipeline:
             getattr(self, f"stage_{name}")()
             seconds = time.monotonic() - start
             status = self.status()
-            status[name] = {"done": True, "seconds": round(seconds, 1), "threads": torch.get_num_threads()}
+            status[name] = {
+                "done": True,
+                "seconds": round(seconds, 1),
+                "threads": torch.get_num_threads(),
+                "load": round(os.getloadavg()[2], 2),  # other jobs on the machine slow a stage down
+            }
             self.status_path.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
             logger.info("stage %s: finished in %.0f s", name, seconds)
         return self.status()

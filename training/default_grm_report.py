@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -245,12 +246,23 @@ def _markdown(
             "",
         ]
     lines += ["## Training", "", *_training(pipeline), ""]
-    lines += ["## Time (wall clock, this machine)", "", "| stage | seconds |", "|---|---|"]
+    lines += [
+        "## Time (wall clock, this machine)",
+        "",
+        f"| stage | seconds | load ({os.cpu_count()} cores; 15-min load average at the stage's end) |",
+        "|---|---|---|",
+    ]
     timed = [s for s in STAGES[: STAGES.index("eval") + 1] if s in status]  # report and ship take no time
     for stage in timed:
-        lines.append(f"| {stage} | {status[stage].get('seconds', 'n/a')} |")
+        lines.append(f"| {stage} | {status[stage].get('seconds', 'n/a')} | {status[stage].get('load', 'n/a')} |")
     total = sum(status[s].get("seconds", 0) for s in timed)
-    lines += [f"| **total** | **{total:.0f}** ({total / 60:.1f} min) |", ""]
+    lines += [
+        f"| **total** | **{total:.0f}** ({total / 60:.1f} min) | |",
+        "",
+        "A load above the core count means other jobs shared the machine and the stage took longer than it would "
+        "alone.",
+        "",
+    ]
     threads = sorted({status[s]["threads"] for s in timed if "threads" in status[s]})
     lines += [
         f"Torch threads: {', '.join(map(str, threads)) or 'not recorded'} (`torch_threads: {c.torch_threads}`; "
