@@ -169,10 +169,15 @@ class GRM:
         With a ``meta_rm``, every judgement is rated and only the ``k_meta`` rated highest (default ``k // 2``,
         at least 1) are voted; ``Reward.meta_scores`` and ``Reward.kept`` record it.
 
-        ``adaptive=True`` draws the k samples in rounds of ``adaptive_round`` (one backend call per round for
-        all undecided items) and stops an item once its leader cannot be overtaken by the samples left, so the
-        best response is the one fixed-k voting would pick, at fewer samples; ``len(Reward.judgements)`` is the
-        number drawn, and ``rewards`` sum only those (``mean`` stays comparable). Not with a ``meta_rm``.
+        Adaptive compute (docs/adaptive-compute.md): ``adaptive=True`` draws the k samples in rounds of
+        ``adaptive_round`` (one backend call per round for all undecided items) and stops an item once its
+        leader cannot be overtaken by the samples left (``risk=0``: the best response is exactly fixed-k
+        voting's), or with ``risk=0.01`` once the estimated chance that all k would pick another is at most 1%
+        (:func:`grm.voting.decision_risk`). ``budget=N`` (or a fraction of ``k * len(items)``) caps the
+        judgements of the whole call, giving each round to the least settled items. With a ``meta_rm`` the
+        decision is made on the judgements it keeps. ``len(Reward.judgements)`` is the number of samples an item
+        drew (``Reward.n_drawn`` counts resamples too), and ``rewards`` sum only those (``mean`` stays
+        comparable).
 
         Raises :class:`grm.backends.BackendUnavailableError` when the backend produced nothing for the batch
         (e.g. its server is down); if that happens while resampling, the judgements already drawn are kept.

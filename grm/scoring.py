@@ -7,11 +7,13 @@ item. :func:`drive` carries a plan out with an executor, the one function that p
 awaits it with an async executor, ``GRM.score_batch`` runs it with a blocking one through :func:`run_blocking`
 (no event loop). The plan's stages:
 
-1. **rounds**: all ``k`` samples of every item in one round, or with ``adaptive`` ``adaptive_round`` at a time,
-   an item leaving once its leader cannot be overtaken by the samples left;
+1. **rounds**: all ``k`` samples of every item in one round, or with ``adaptive`` (or a ``budget``)
+   ``adaptive_round`` at a time, an item leaving once its decision is made (its leader cannot be overtaken by the
+   samples left, or with ``risk`` the estimated chance that it would be is at most ``risk``) or, with a
+   ``budget``, the budget is spent (each round then goes to the items whose decision is least settled);
 2. **draw**: a round's generation call, then **retry**: resample, up to ``max_retries`` times, the samples whose
    scores could not be read;
-3. **rate**: with a meta RM, one step rating every item's judgements;
+3. **rate**: with a meta RM, one step per round rating the judgements it drew;
 4. **vote**: sum each response's scores over the (kept) valid judgements.
 
 Every sample shows the responses in an order of its own; samples that drew the same order share one request
@@ -28,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import numbers
 import random
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
@@ -45,6 +48,10 @@ logger = logging.getLogger(__name__)
 SAMPLING_TEMPERATURE = 0.5
 """Temperature for k > 1 samples and for retries of failed samples (the paper samples at 0.5)."""
 
+LEAST_SETTLED = 0.1
+"""With a budget, a round after the first serves the undecided items whose estimated risk is at least this share
+of the highest one's."""
+
 T = TypeVar("T")
 
 
@@ -61,8 +68,18 @@ class ScoringOptions:
     - ``temperature``: None means greedy for ``k == 1`` and 0.5 (SPCT's) otherwise;
     - ``max_new_tokens``, ``max_retries``: None means the model's (resample unreadable judgements that often);
     - ``k_meta``: with a meta RM, how many of the judgements it rates highest are voted (None: ``k // 2``, >= 1);
-    - ``adaptive``: draw the samples in rounds of ``adaptive_round`` and stop an item once its leader cannot be
-      overtaken by the samples left (same best response as fixed-k voting, fewer samples; not with a meta RM).
+    - ``adaptive``: draw the samples in rounds of ``adaptive_round`` (one engine call per round for every
+      undecided item) and stop an item once its decision is made: with ``risk=0`` (the default) once its leader
+      cannot be overtaken by the samples left, so the best response is exactly fixed-k voting's; with
+      ``0 < risk < 1`` also once the estimated probability that all k samples would pick another best is at most
+      ``risk`` (:func:`grm.voting.decision_risk`: from the item's own score differences and their spread). With a
+      meta RM the decision is made on the judgements it keeps. An item's samples depend on its own seed and
+      samples only, so the result does not depend on the batch.
+    - ``budget``: draw at most this many judgements in the whole call, resamples included: an integer, or a
+      fraction in (0, 1] of ``k * len(items)``. Every item gets a first round (``adaptive_round`` samples, fewer
+      if the budget is smaller), then each round goes to the undecided items whose decision is least settled
+      (highest estimated risk), up to k each, until the budget is spent. Implies drawing in rounds. Unlike the
+      rest, a budget is shared by the batch: an item's samples then depend on the others.
 
     The meta RM itself is not an option: it is a model, passed beside the options (``meta_rm=``).
     """
@@ -76,6 +93,8 @@ class ScoringOptions:
     k_meta: int | None = None
     adaptive: bool = False
     adaptive_round: int = 4
+    risk: float = 0.0
+    budget: int | float | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("k", 1), ("adaptive_round", 1)):
@@ -91,6 +110,34 @@ class ScoringOptions:
         t = self.temperature
         if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Real) or not t >= 0):
             raise ValueError(f"temperature must be a number >= 0 (or None for the default), got {t!r}")
+        r = self.risk
+        if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0 <= r < 1:
+            raise ValueError(f"risk must be a number in [0, 1) (0: the exact rule), got {r!r}")
+        object.__setattr__(self, "risk", float(r))
+        if r > 0 and not self.in_rounds:
+            raise ValueError("risk applies to adaptive scoring: set adaptive=True (or a budget)")
+        b = self.budget
+        if isinstance(b, numbers.Integral) and not isinstance(b, bool):
+            _set_integer(self, "budget", 1)
+        elif b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Real) or not 0 < b <= 1):
+            raise ValueError(
+                f"budget must be a whole number of judgements >= 1 or a fraction in (0, 1] of k * items, got {b!r}"
+            )
+
+    @property
+    def in_rounds(self) -> bool:
+        """Whether samples are drawn in rounds (``adaptive`` or a ``budget``)."""
+        return self.adaptive or self.budget is not None
+
+    def budget_for(self, n_items: int) -> int | None:
+        """The most judgements a call scoring ``n_items`` items may draw (None: no budget); ValueError when it
+        cannot give every item one."""
+        if self.budget is None:
+            return None
+        total = self.budget if isinstance(self.budget, int) else math.floor(self.budget * self.k * n_items)
+        if total < n_items:
+            raise ValueError(f"a budget of {self.budget} gives {total} judgements, fewer than one per item ({n_items})")
+        return total
 
     def replace(self, **changes: Any) -> ScoringOptions:
         """A copy with ``changes`` applied (and validated); TypeError naming any option that does not exist."""
@@ -116,8 +163,6 @@ def check_meta_rm(options: ScoringOptions, rated: bool) -> None:
     """ValueError for options that cannot work with (``rated``) or without a meta RM."""
     if options.k_meta is not None and not rated:
         raise ValueError("k_meta was given without a meta_rm")
-    if options.adaptive and rated:
-        raise ValueError("adaptive=True cannot be combined with a meta_rm: it ranks all k judgements at once")
 
 
 def _set_integer(options: ScoringOptions, name: str, low: int | None) -> None:
@@ -222,8 +267,9 @@ def generation_call(round_index: int, attempt: int, max_retries: int) -> int:
 @dataclass
 class _ItemState:
     """One item's progress: its seed and the random stream drawn from it, its response order for each of the k
-    samples, the judgements drawn so far (None: not yet), how many samples are drawn and how many resamples it
-    took."""
+    samples, the judgements drawn so far (None: not yet), how many samples are drawn, how many resamples it
+    took, how many rounds it was given, the meta RM's ratings of its judgements so far, and the estimated risk
+    of its current decision."""
 
     item: Item
     seed: int
@@ -232,6 +278,9 @@ class _ItemState:
     judgements: list[Judgement | None]
     drawn: int = 0
     n_retries: int = 0
+    rounds: int = 0
+    meta: list[float] = dataclasses.field(default_factory=list)
+    risk: float = 1.0
 
 
 class ScoringPlan:
@@ -267,6 +316,10 @@ class ScoringPlan:
         self.max_new_tokens = options.max_new_tokens or max_new_tokens
         self.max_retries = max_retries if options.max_retries is None else options.max_retries
         self.seed = random_seed() if options.seed is None else options.seed
+        self.k_meta = (options.k_meta or max(1, k // 2)) if rated else None
+        self.spread = score_range[1] - score_range[0]
+        self.budget = options.budget_for(len(coerced))
+        self.spent = 0
         self.states: list[_ItemState] = []
         for item, key in zip(coerced, keys):
             seed = item_seed(self.seed, key)
@@ -276,23 +329,24 @@ class ScoringPlan:
             self.states.append(_ItemState(item, seed, rng, orders, [None] * k))
 
     def steps(self) -> Generator[Step, Any, list[Reward]]:
-        """The whole scoring: draw in rounds, rate, vote; returns one reward per item."""
+        """The whole scoring: draw (and rate) in rounds, vote; returns one reward per item."""
         yield from self.rounds()
-        meta = yield from self.rate()
-        return self.vote(meta)
+        return self.vote()
 
     # -- stages
 
     def rounds(self) -> Generator[Step, Any, None]:
-        """Draw every item's samples: all k in one round, or with ``adaptive`` ``adaptive_round`` per round for the
-        items whose best response is not yet decided. A backend outage after the first round ends the drawing and
-        keeps what was drawn."""
+        """Draw every item's samples: all k in one round, or (``adaptive`` or ``budget``) ``adaptive_round`` per
+        round for the undecided items, least settled first while a budget lasts; with a meta RM, rate each
+        round's judgements. A backend outage after the first round ends the drawing and keeps what was drawn."""
         active = list(range(len(self.states)))
         for round_index in itertools.count():
-            answered = yield from self.draw(self._open_round(active), round_index)
-            active = self._undecided(active) if answered else []
-            if not active:
+            pending = self._open_round(active, first=round_index == 0)
+            if not pending:
                 break
+            answered = yield from self.draw(pending, round_index)
+            yield from self.rate(pending)
+            active = self._undecided(active) if answered else []
         for s in self.states:
             del s.judgements[s.drawn :]
 
@@ -307,6 +361,8 @@ class ScoringPlan:
         """Resample unreadable judgements, up to ``max_retries`` times, at a temperature of at least 0.5 (a greedy
         retry would repeat itself); each resample counts in its item's ``Reward.n_retries``."""
         for attempt in range(1, self.max_retries + 1):
+            if self.budget is not None:
+                pending = pending[: self.budget - self.spent]
             if not pending:
                 break
             if not (yield from self._generate(pending, round_index, attempt)):
@@ -316,25 +372,39 @@ class ScoringPlan:
             pending = self._unreadable(pending)
         return True
 
-    def rate(self) -> Generator[Step, Any, list[Sequence[float] | None]]:
-        """With a meta RM: one step rating every item's judgements; the ratings (None per item without one)."""
+    def rate(self, pending: list[tuple[int, int]]) -> Generator[Step, Any, None]:
+        """With a meta RM: one step rating the judgements drawn in ``pending`` (those a failed draw left undrawn
+        are skipped); each item's ratings are appended to its ``meta``."""
         if not self.rated:
-            return [None] * len(self.states)
-        entries = [(s.item.query, s.item.responses, s.judgements) for s in self.states]
+            return
+        slots: dict[int, list[int]] = {}
+        for i, j in pending:
+            if j < self.states[i].drawn:
+                slots.setdefault(i, []).append(j)
+        if not slots:
+            return
+        entries = [
+            (self.states[i].item.query, self.states[i].item.responses, [self.states[i].judgements[j] for j in js])
+            for i, js in slots.items()
+        ]
         meta = list((yield Rate(entries)))  # type: ignore[arg-type]
-        if len(meta) != len(entries) or any(len(m) != s.drawn for m, s in zip(meta, self.states)):
+        if len(meta) != len(entries) or any(len(m) != len(js) for m, js in zip(meta, slots.values())):
             raise RuntimeError(
-                f"meta_rm.score_batch must return {self.options.k} scores for each of the {len(entries)} items"
+                f"meta_rm.score_batch must return one score per judgement for each of the {len(entries)} items"
             )
-        return meta
+        for (i, _), m in zip(slots.items(), meta):
+            self.states[i].meta += [float(x) for x in m]
 
-    def vote(self, meta: Sequence[Sequence[float] | None]) -> list[Reward]:
-        """Each item's reward: the sum of its valid judgements' scores (the ``k_meta`` rated highest with a meta
-        RM), ties for best broken at random from the item's seeded stream."""
+    def vote(self) -> list[Reward]:
+        """Each item's reward: the sum of its valid judgements' scores (with a meta RM, those it keeps: the
+        ``k_meta`` rated highest, or the same share of fewer drawn, see :func:`grm.voting.kept_so_far`), ties for
+        best broken at random from the item's seeded stream."""
         rewards = []
-        for i, (s, m) in enumerate(zip(self.states, meta)):
+        for i, s in enumerate(self.states):
             judgements: list[Judgement] = s.judgements  # type: ignore[assignment]  # all drawn now
-            v = voting.vote(judgements, len(s.item.responses), rng=s.rng, meta_scores=m, k_meta=self.options.k_meta)
+            meta = s.meta if self.rated else None
+            k_meta = max(1, round(s.drawn * self.k_meta / self.options.k)) if self.k_meta is not None else None
+            v = voting.vote(judgements, len(s.item.responses), rng=s.rng, meta_scores=meta, k_meta=k_meta)
             n_valid = sum(j.valid for j in judgements)
             if n_valid < len(judgements):
                 logger.debug("item %d: %d of %d judgements invalid", i, len(judgements) - n_valid, len(judgements))
@@ -346,7 +416,7 @@ class ScoringPlan:
                     n_valid=n_valid,
                     mean=v.mean,
                     kept=v.kept,
-                    meta_scores=m,  # type: ignore[arg-type]
+                    meta_scores=meta,
                     n_retries=s.n_retries,
                 )
             )
@@ -354,28 +424,63 @@ class ScoringPlan:
 
     # -- helpers
 
-    def _open_round(self, active: list[int]) -> list[tuple[int, int]]:
-        """The (item, sample) slots the next round draws for the ``active`` items, marked drawn."""
-        size = min(self.options.k, self.options.adaptive_round) if self.options.adaptive else self.options.k
+    def _open_round(self, active: list[int], first: bool) -> list[tuple[int, int]]:
+        """The (item, sample) slots the next round draws for the ``active`` items, marked drawn: up to
+        ``adaptive_round`` each (all k without rounds). With a budget, the first round gives every item the same
+        share of it, and each later round goes to the least settled items while it lasts: highest estimated risk
+        first (then position), only those whose risk is at least :data:`LEAST_SETTLED` times the highest, so that
+        items already nearly certain do not take samples a close item could use."""
+        k = self.options.k
+        size = min(k, self.options.adaptive_round) if self.options.in_rounds else k
+        left = None if self.budget is None else self.budget - self.spent
+        if left is not None:
+            if first:
+                size = min(size, left // len(active))
+            else:  # the least settled first, and only those within LEAST_SETTLED of the least settled one
+                active = sorted(active, key=lambda i: (-self.states[i].risk, i))
+                top = self.states[active[0]].risk
+                active = [i for i in active if self.states[i].risk >= top * LEAST_SETTLED]
         pending = []
         for i in active:
             s = self.states[i]
-            end = min(self.options.k, s.drawn + size)
+            end = min(k, s.drawn + size, s.drawn + left) if left is not None else min(k, s.drawn + size)
+            if end <= s.drawn:
+                break
             pending += [(i, j) for j in range(s.drawn, end)]
+            if left is not None:
+                left -= end - s.drawn
             s.drawn = end
+            s.rounds += 1
         return pending
 
     def _undecided(self, active: list[int]) -> list[int]:
-        """The ``active`` items with samples left to draw whose leader could still be overtaken."""
-        spread = self.score_range[1] - self.score_range[0]
-        return [
-            i
-            for i in active
-            if (s := self.states[i]).drawn < self.options.k
-            and not voting.leader_is_safe(
-                s.judgements[: s.drawn], len(s.item.responses), self.options.k - s.drawn, spread
-            )
-        ]
+        """The ``active`` items with samples left to draw whose decision is not made (see :class:`ScoringOptions`
+        ``adaptive`` and ``risk``); each item's estimated risk is kept for a budget's priorities."""
+        if not self.options.in_rounds:
+            return []
+        out = []
+        for i in active:
+            s = self.states[i]
+            if s.drawn >= self.options.k or self._decided(s):
+                continue
+            out.append(i)
+        return out
+
+    def _decided(self, s: _ItemState) -> bool:
+        """Whether ``s``'s best response is decided: exactly (the leader of the judgements voted so far cannot be
+        overtaken), or with ``risk`` > 0 probably (:func:`grm.voting.decision_risk` at most ``risk``). Sets
+        ``s.risk``."""
+        judgements: list[Judgement] = s.judgements[: s.drawn]  # type: ignore[assignment]
+        n, k = len(s.item.responses), self.options.k
+        if self.k_meta is None:
+            votes, final = [voting.score_vector(j) for j in judgements], k
+            exact = voting.leader_is_safe(judgements, n, k - s.drawn, self.spread)
+        else:
+            kept = voting.kept_so_far(s.meta, k, self.k_meta)
+            votes, final = [voting.score_vector(judgements[j]) for j in kept], self.k_meta
+            exact = voting.kept_leader_is_safe(judgements, s.meta, n, k=k, k_meta=self.k_meta, spread=self.spread)
+        s.risk = 0.0 if exact else voting.decision_risk(votes, n, final, self.spread)
+        return exact or s.risk <= self.options.risk and self.options.risk > 0
 
     def _unreadable(self, pending: list[tuple[int, int]]) -> list[tuple[int, int]]:
         return [(i, j) for i, j in pending if not self.states[i].judgements[j].valid]  # type: ignore[union-attr]
@@ -385,22 +490,23 @@ class ScoringPlan:
         re-raised if nothing was drawn yet, else False (a round's first draw then counts as never made).
 
         The request for an item's samples ``j, ...`` (those that drew one order) is seeded from the item's seed,
-        the call and ``j * k``: its samples get the engine seeds ``seed, seed + 1, ...``, which no other request
-        of the item shares, and which depend on nothing outside the item."""
+        the item's own call number (its round and attempt, not the batch's) and ``j * k``: its samples get the
+        engine seeds ``seed, seed + 1, ...``, which no other request of the item shares, and which depend on
+        nothing outside the item."""
         groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
         for i, j in pending:
             groups.setdefault((i, tuple(self.states[i].orders[j])), []).append(j)
-        call = generation_call(round_index, attempt, self.max_retries)
         temperature = self.temperature if attempt == 0 else max(self.temperature, SAMPLING_TEMPERATURE)
         requests = []
         for (i, order), samples in groups.items():
+            call = generation_call(self.states[i].rounds - 1, attempt, self.max_retries)  # the item's own round
             seed = None if temperature == 0 else request_seed(self.states[i].seed, call, samples[0] * self.options.k)
             sampling = Sampling(temperature, self.max_new_tokens, seed=seed)
             requests.append(GenerationRequest(self.prompt(self.states[i].item, order), len(samples), sampling))
         try:
             outputs = yield Generate(requests)
         except BackendUnavailableError as e:
-            if call == 0:
+            if round_index == 0 and attempt == 0:
                 raise
             logger.warning("drawing %d more judgements stopped, keeping those drawn: %s", len(pending), e)
             if attempt == 0:
@@ -409,6 +515,7 @@ class ScoringPlan:
             return False
         if len(outputs) != len(requests):
             raise RuntimeError(f"backend returned {len(outputs)} results for {len(requests)} requests")
+        self.spent += len(pending)
         for ((i, order), samples), completions in zip(groups.items(), outputs):
             if len(completions) != len(samples):
                 raise RuntimeError(f"backend returned {len(completions)} completions where n={len(samples)}")

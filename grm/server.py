@@ -41,7 +41,8 @@ from grm.types import Item, Reward
 logger = logging.getLogger(__name__)
 
 OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(ScoringOptions))
-"""Request fields taken as scoring options (see :class:`grm.ScoringOptions`), on ``/score`` and ``/get_reward``."""
+"""Request fields taken as scoring options (see :class:`grm.ScoringOptions`), on ``/score`` and ``/get_reward``;
+``budget`` is refused (a batch mixes requests)."""
 SCORE_FIELDS = ("query", "responses", "principles", "reference", "id")
 REWARD_FIELDS = ("query", "prompts", "labels")
 
@@ -192,6 +193,11 @@ def scoring_options(body: dict[str, Any], config: ServerConfig, rated: bool) -> 
         if isinstance(value, list | dict):
             raise BadRequest(f"{name} must be a single value, got a JSON {type(value).__name__}")
     given.setdefault("k", config.default_k)
+    if "budget" in given:
+        raise BadRequest(
+            "budget is not taken here: the server batches requests together, so a budget would be shared with "
+            "other clients' items; send adaptive (and risk) to spend fewer judgements on clear items"
+        )
     try:
         options = ScoringOptions(**given)
         check_meta_rm(options, rated)
@@ -356,8 +362,9 @@ def create_app(rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRa
     @app.post("/score")
     async def score(request: Request):
         """``{"query", "responses", "principles"?, "reference"?, "id"?}`` plus any scoring option (``k``, ``seed``,
-        ``temperature``, ``shuffle``, ``adaptive``, ``max_new_tokens``, ...) -> the Reward as JSON, plus
-        ``normalized`` (mean mapped onto [0, 1]) and the request's ``id`` if it sent one."""
+        ``temperature``, ``shuffle``, ``adaptive``, ``risk``, ``max_new_tokens``, ...; not ``budget``) -> the
+        Reward as JSON, plus ``normalized`` (mean mapped onto [0, 1]), ``n_drawn`` (judgements generated) and the
+        request's ``id`` if it sent one."""
 
         async def handle(body: dict[str, Any]) -> dict[str, Any]:
             _refuse_unknown(body, "/score", SCORE_FIELDS)
@@ -370,7 +377,7 @@ def create_app(rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRa
             item = _item(rm, config, body["query"], body["responses"], **extra)
             options = scoring_options(body, config, meta_rm is not None)
             (reward,) = await batcher.submit([item], options)
-            out = {**reward.to_dict(), "normalized": reward.normalized(rm.score_range)}
+            out = {**reward.to_dict(), "normalized": reward.normalized(rm.score_range), "n_drawn": reward.n_drawn}
             return {**out, "id": body["id"]} if "id" in body else out
 
         return await answer(request, handle)

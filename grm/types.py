@@ -124,6 +124,12 @@ class Reward:
     def n_invalid(self) -> int:
         return len(self.judgements) - self.n_valid
 
+    @property
+    def n_drawn(self) -> int:
+        """Judgements generated for this item, resamples included (what a scoring ``budget`` counts); with
+        adaptive scoring ``len(judgements)``, the samples voted on, may be fewer than k."""
+        return len(self.judgements) + self.n_retries
+
     def normalized(self, score_range: Sequence[int]) -> list[float] | None:
         """``mean`` mapped linearly from the GRM's ``score_range`` (low, high) onto [0, 1]; all 0.0 for a range
         of one value; None when no judgement was valid."""

@@ -46,7 +46,7 @@ def test_unparseable_completions_get_none_and_are_logged():
     logged = {}
     out = GRMReward(rm, k=2)(["p", "p"], ["a", "b"], log_metric=lambda name, v: logged.__setitem__(name, v))
     assert out == [None, None]
-    assert logged == {"grm/unscored": 2.0, "grm/invalid_judgements": 1.0}
+    assert logged == {"grm/unscored": 2.0, "grm/invalid_judgements": 1.0, "grm/judgements_per_item": 2.0}
 
 
 def test_bad_options():

@@ -10,9 +10,12 @@ arguments and expects one float (or None) per completion. :class:`GRMReward` jud
 The reward is the voted mean score mapped linearly onto [0, 1] for the GRM's score range
 (:meth:`grm.Reward.normalized`). Scoring settings (``k``, ``seed``, ``temperature``...) are a
 :class:`grm.ScoringOptions`, given whole or by keyword; ``seed`` seeds the first call and each later call draws
-afresh from ``seed`` plus the number of calls before it. A completion whose judgements all fail to parse gets
-``None``, which TRL ignores; the count is logged as ``grm/unscored`` together with ``grm/invalid_judgements``
-(fraction) when TRL passes ``log_metric``.
+afresh from ``seed`` plus the number of calls before it. Adaptive compute passes through:
+``GRMReward(rm, k=8, adaptive=True, risk=0.01)`` spends fewer judgements on a group whose completions are clearly
+apart than on a close one, and ``budget=0.5`` caps each call at half of ``k`` per judged group (a fraction suits
+calls of varying size better than a count). A completion whose judgements all fail to parse gets ``None``, which
+TRL ignores; the count is logged as ``grm/unscored`` together with ``grm/invalid_judgements`` (fraction) and
+``grm/judgements_per_item`` (judgements drawn per judged group or completion) when TRL passes ``log_metric``.
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ class GRMReward:
         if log_metric is not None:
             log_metric("grm/unscored", float(unscored))
             log_metric("grm/invalid_judgements", invalid / judgements if judgements else 0.0)
+            log_metric("grm/judgements_per_item", sum(r.n_drawn for r in results) / len(results) if results else 0.0)
 
 
 class AsyncGRMReward(GRMReward):

@@ -71,7 +71,9 @@ class GRMVerifier:
     ``ScoringOptions(seed=0)``; its fields also by keyword, e.g. ``k=4``) set how the GRM scores, with ``meta_rm``
     as in :meth:`grm.GRM.score_batch`. A candidate's score is its mean voted score mapped from the GRM's
     ``score_range`` onto [0, 1] (:meth:`grm.Reward.normalized`). A candidate whose judgements all failed gets
-    ``failed_value`` (default 0.0, the worst score) and is counted in ``Verification.n_failed``.
+    ``failed_value`` (default 0.0, the worst score) and is counted in ``Verification.n_failed``. Adaptive compute
+    passes through (``adaptive=True, risk=0.01``; ``budget``, per ``verify_batch`` call): a chunk whose best
+    candidate is clear costs fewer judgements, and ``Verification.n_tokens`` counts only those drawn.
 
     More than ``n_max`` candidates are judged in chunks of near-equal size after a seeded random permutation.
     Scores from different chunks are compared directly: a GRM's scores are pointwise ratings on a fixed scale
