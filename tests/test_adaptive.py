@@ -324,3 +324,39 @@ def test_risk_and_budget_accept_numbers_of_any_kind():
     assert o.risk == pytest.approx(0.05) and type(o.risk) is float and o.budget == 12 and type(o.budget) is int
     assert ScoringOptions(k=8, budget=0.5, risk=0.1).in_rounds
     assert ScoringOptions(k=8, budget=0.5).budget_for(3) == 12
+
+
+def test_the_server_takes_adaptive_and_risk_and_refuses_a_budget():
+    import httpx
+    from servers import AppServer
+
+    from grm.server import create_app
+
+    server = AppServer(create_app(GRM(SlotJudge(1.0))))
+    try:
+        clear = {"query": "clear", "responses": ["r9 a", "r2 b"], "k": 32, "seed": 0}
+        r = httpx.post(f"{server.url}/score", json={**clear, "adaptive": True, "risk": 0.01}).json()
+        assert r["best"] == 0 and r["n_drawn"] == len(r["judgements"]) == 4
+        exact = httpx.post(f"{server.url}/score", json={**clear, "adaptive": True}).json()
+        assert exact["best"] == 0 and 4 < exact["n_drawn"] < 32
+        cases = [
+            ({**clear, "adaptive": True, "risk": 1.5}, "risk must be a number in [0, 1)"),
+            ({**clear, "risk": 0.01}, "risk applies to adaptive scoring"),
+            ({**clear, "budget": 10}, "budget is not taken here"),
+            ({**clear, "adaptive": True, "risk": "low"}, "risk must be a number"),
+        ]
+        for body, message in cases:
+            response = httpx.post(f"{server.url}/score", json=body)
+            assert response.status_code == 400 and message in response.json()["error"], response.text
+    finally:
+        server.stop()
+
+
+def test_the_grm_verifier_passes_adaptive_compute_through():
+    from grm.search.verifiers import GRMVerifier
+
+    verifier = GRMVerifier(GRM(SlotJudge(1.0)), k=16, adaptive=True, risk=0.01)
+    clear, close = verifier.verify_batch([("clear", ["r9 a", "r2 b"]), ("close", ["r5.6 a", "r5.4 b"])])
+    assert clear.scores[0] > clear.scores[1] and clear.n_tokens == 4 * 7 < close.n_tokens == 16 * 7
+    with pytest.raises(ValueError, match="risk applies to adaptive scoring"):
+        GRMVerifier(GRM(SlotJudge()), k=4, risk=0.1)
