@@ -14,10 +14,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from grm.backends import BACKENDS, BackendUnavailableError
-from grm.isolation import score_isolated
+from grm.isolation import score_rows
 from grm.jsonl import JsonlWriter
 from grm.outputs import ScoreOutput
-from grm.rows import Columns, RowItem, row_item, verdict
+from grm.rows import Columns, RowItem, row_item
 from grm.sources import Source
 
 logger = logging.getLogger("grm")
@@ -69,6 +69,12 @@ def load_grm(args: argparse.Namespace):
     """Build a GRM from :func:`add_model_args` options."""
     from grm.model import GRM
 
+    return GRM.from_pretrained(args.model, args.backend, **grm_kwargs(args))
+
+
+def grm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """:meth:`grm.GRM.from_pretrained`'s keyword arguments from :func:`add_model_args` options (all but the model
+    and the backend)."""
     kwargs: dict[str, Any] = {}
     for name in ("batch_size", "device", "dtype"):
         if getattr(args, name, None) is not None:
@@ -81,13 +87,34 @@ def load_grm(args: argparse.Namespace):
             kwargs[key] = json.loads(value)
         except json.JSONDecodeError:
             kwargs[key] = value
-    return GRM.from_pretrained(
+    return {"template": args.template, "max_new_tokens": args.max_new_tokens, "max_retries": args.max_retries, **kwargs}
+
+
+def add_ray_args(p: argparse.ArgumentParser) -> None:
+    """Options for running on a Ray cluster (see :mod:`grm.distributed`)."""
+    p.add_argument("--ray", action="store_true", help="score on a Ray cluster with --replicas copies of the GRM")
+    p.add_argument("--address", default=None, help="Ray cluster to join (e.g. auto); default: start a local one")
+    p.add_argument("--replicas", type=int, default=2, help="GRM replicas (Ray actors), each loading the model once")
+    p.add_argument("--gpus-per-replica", type=float, default=0, help="GPUs each replica holds (e.g. 1 for vLLM)")
+    p.add_argument("--cpus-per-replica", type=float, default=1, help="CPUs each replica holds")
+
+
+def ray_replica(args: argparse.Namespace):
+    """The :class:`grm.distributed.Replica` named by :func:`add_model_args`, :func:`add_meta_args` and
+    :func:`add_ray_args` options."""
+    from grm.distributed import Replica
+
+    if args.meta_rm is None and args.k_meta is not None:
+        raise ValueError("--k-meta needs --meta-rm")
+    meta_kwargs = {} if args.device is None else {"device": args.device}
+    return Replica(
         args.model,
         args.backend,
-        template=args.template,
-        max_new_tokens=args.max_new_tokens,
-        max_retries=args.max_retries,
-        **kwargs,
+        grm_kwargs(args),
+        args.meta_rm,
+        meta_kwargs,
+        num_cpus=args.cpus_per_replica,
+        num_gpus=args.gpus_per_replica,
     )
 
 
@@ -97,6 +124,8 @@ ERROR_WARNINGS = 10
 
 def _score_command(args: argparse.Namespace) -> int:
     columns = Columns.parse(args.query_column, args.responses_column, args.response_columns)
+    if args.ray:
+        return _score_on_ray(args, columns)
     source = Source(args.input, split=args.split, name=args.subset)
     if args.split is None and len(source.splits) > 1:
         raise ValueError(f"{args.input} has the splits {source.splits}: choose one with --split")
@@ -127,23 +156,12 @@ def _score_command(args: argparse.Namespace) -> int:
         nonlocal n_scored
         if not pending:
             return
-        results = score_isolated(
-            rm,
-            [parsed.item for _, _, parsed in pending],
-            keys=[index for index, _, _ in pending],  # a row is seeded by its index: chunks and resuming change nothing
-            meta_rm=meta_rm,
-            k_meta=args.k_meta,
-            k=args.k,
-            seed=args.seed,
-            temperature=args.temperature,
-            shuffle=not args.no_shuffle,
-        )
-        for (index, where, parsed), result in zip(pending, results):
-            if isinstance(result, Exception):
-                write_error(writer, index, parsed.id, f"{where}: scoring failed: {type(result).__name__}: {result}")
+        # a row is seeded by its index: chunks and resuming change nothing
+        for row in score_rows(rm, pending, meta_rm=meta_rm, **_score_options(args)):
+            if "error" in row:
+                write_error(writer, row["index"], row["id"], row["error"])
             else:
-                row = {"index": index, "id": parsed.id, **result.to_dict()}
-                writer.write(row | verdict(result) if parsed.shape == "pair" else row)
+                writer.write(row)
                 n_scored += 1
         bar.update(len(pending))
         pending.clear()
@@ -174,6 +192,45 @@ def _score_command(args: argparse.Namespace) -> int:
     output.finish()
     logger.info("scored %d rows, %d failed, %d skipped as done; output in %s", n_scored, n_errors, len(done), output)
     return 1 if n_errors else 0
+
+
+def _score_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "k_meta": args.k_meta,
+        "k": args.k,
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "shuffle": not args.no_shuffle,
+    }
+
+
+def _score_on_ray(args: argparse.Namespace, columns: Columns) -> int:
+    from grm.distributed import score_on_ray
+
+    if args.output == "-":
+        raise ValueError("--ray writes to a file (rows arrive out of order and a re-run resumes from it), not to -")
+    stats = score_on_ray(
+        args.input,
+        args.output,
+        ray_replica(args),
+        replicas=args.replicas,
+        batch_size=args.chunk_size,
+        columns=columns,
+        split=args.split,
+        subset=args.subset,
+        address=args.address,
+        verbose=args.verbose,
+        **_score_options(args),
+    )
+    logger.info(
+        "scored %d rows on Ray (%d replicas), %d failed, %d skipped as done; output in %s",
+        stats.scored,
+        args.replicas,
+        stats.failed,
+        stats.skipped,
+        args.output,
+    )
+    return 1 if stats.failed else 0
 
 
 def _register_score(sub: argparse._SubParsersAction) -> None:
@@ -218,7 +275,8 @@ def _register_score(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for k=1, 0.5 for k>1")
     p.add_argument("--no-shuffle", action="store_true", help="keep the responses in input order")
-    p.add_argument("--chunk-size", type=int, default=64, help="rows sent to the backend per call")
+    p.add_argument("--chunk-size", type=int, default=64, help="rows per backend call (--ray: per replica call)")
+    add_ray_args(p)
     p.set_defaults(func=_score_command)
 
 

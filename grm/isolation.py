@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from grm.backends import BackendUnavailableError
+from grm.rows import RowItem, verdict
 from grm.types import Item, Reward
 
 logger = logging.getLogger(__name__)
@@ -42,4 +43,27 @@ def score_isolated(
             raise
         except Exception as e:
             out.append(e)
+    return out
+
+
+def score_rows(rm: Any, rows: Sequence[tuple[Any, str, RowItem]], **kwargs: Any) -> list[dict[str, Any]]:
+    """``grm score``'s output rows for rows read as ``(index, where, parsed)`` (``where`` names the row in
+    messages, e.g. ``line 7``): the readable ones scored together by :func:`score_isolated`, each under its
+    ``index`` as key (``kwargs`` go to ``score_batch``), so a row's result does not depend on the rows scored with
+    it; a row that could not be read or scored gets ``{"index", "id", "error"}``, its error naming the row."""
+    readable = [(index, where, parsed) for index, where, parsed in rows if parsed.item is not None]
+    results = iter(
+        score_isolated(rm, [p.item for _, _, p in readable], keys=[i for i, _, _ in readable], **kwargs)
+        if readable
+        else []
+    )
+    out = []
+    for index, where, parsed in rows:
+        result = next(results) if parsed.item is not None else parsed.error
+        if isinstance(result, Reward):
+            row = {"index": index, "id": parsed.id, **result.to_dict()}
+            out.append(row | verdict(result) if parsed.shape == "pair" else row)
+        else:
+            error = result if isinstance(result, str) else f"{where}: scoring failed: {type(result).__name__}: {result}"
+            out.append({"index": index, "id": parsed.id, "error": error})
     return out
