@@ -60,6 +60,7 @@ def _eval_command(args: argparse.Namespace) -> int:
     from grm.eval.benchmarks import get_benchmark
     from grm.eval.report import write_report
     from grm.eval.runner import evaluate
+    from grm.scoring import ScoringOptions
 
     bench = get_benchmark(args.benchmark)
     checks = parse_checks(args.diagnose)
@@ -71,22 +72,20 @@ def _eval_command(args: argparse.Namespace) -> int:
     # read the first item before loading any model, so that bad data fails fast
     next(iter(bench.items(data, split=args.split, name=args.name)), None)
     meta_rm = load_meta_rm(args)
+    options = ScoringOptions(k=args.k, seed=args.seed, temperature=args.temperature, k_meta=args.k_meta)
     result = evaluate(
         bench,
         data,
         load_grm(args),
-        k=args.k,
-        cache=args.output / CACHE_FILE,
-        seed=args.seed,
+        options,
         meta_rm=meta_rm,
-        k_meta=args.k_meta,
+        cache=args.output / CACHE_FILE,
         chunk_size=args.chunk_size,
         draws=args.draws,
         n_bootstrap=args.bootstrap,
         split=args.split,
         name=args.name,
         limit=args.limit,
-        temperature=args.temperature,
         diagnose=checks,
         diagnose_sample=args.diagnose_sample,
     )

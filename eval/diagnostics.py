@@ -38,7 +38,8 @@ from grm.eval.base import EvalItem
 from grm.eval.metrics import Judged, average_ranks, bootstrap_intervals, nanmean, ranges
 from grm.eval.scoring import is_grm, judge, mean_scores
 from grm.jsonl import JsonlWriter, load_finished
-from grm.model import JudgementRater
+from grm.scoring import JudgementRater, ScoringOptions, resolve_options
+from grm.seeding import random_seed
 from grm.types import Reward
 from grm.voting import vote
 
@@ -120,37 +121,31 @@ def run_diagnostics(
     judged: Sequence[Judged],
     sample: Sequence[EvalItem],
     scorer: Any,
+    options: ScoringOptions | None = None,
     *,
-    k: int = 1,
-    seed: int = 0,
     meta_rm: JudgementRater | None = None,
-    k_meta: int | None = None,
-    batch_size: int = 32,
+    chunk_size: int = 32,
     n_bootstrap: int = 1000,
     cache: str | Path | None = None,
     progress: bool = True,
-    **score_options: Any,
+    **overrides: Any,
 ) -> dict[str, Diagnosis]:
     """Run ``checks`` (names from :data:`CHECKS`): ``length`` on the ``judged`` items, ``position`` and
     ``injection`` by re-scoring the ``sample`` items with ``scorer`` (as :func:`grm.eval.evaluate` does, with
-    shuffling off), caching the re-scores in ``cache``."""
+    ``options`` and ``meta_rm`` but shuffling off, ``chunk_size`` items per call), caching the re-scores in
+    ``cache``. ``options`` as in :func:`grm.eval.evaluate` (default ``ScoringOptions(seed=0)``; seed None draws
+    one); the seed also seeds the bootstrap."""
     checks = parse_checks(checks)
+    options = resolve_options(options, overrides, default=ScoringOptions(seed=0))
+    if options.seed is None:
+        options = options.replace(seed=random_seed())
+    seed = options.seed
     out: dict[str, Diagnosis] = {}
     if "length" in checks:
         out["length"] = length_check(judged, n_bootstrap=n_bootstrap, seed=seed)
     rescored = [c for c in checks if c != "length"]
     if rescored:
-        rescorer = Rescorer(
-            scorer,
-            cache,
-            k=k,
-            seed=seed,
-            batch_size=batch_size,
-            progress=progress,
-            meta_rm=meta_rm,
-            k_meta=k_meta,
-            **score_options,
-        )
+        rescorer = Rescorer(scorer, cache, options, meta_rm=meta_rm, chunk_size=chunk_size, progress=progress)
         if "position" in checks:
             out["position"] = position_check(sample, rescorer, n_bootstrap=n_bootstrap, seed=seed)
         if "injection" in checks:
@@ -159,25 +154,25 @@ def run_diagnostics(
 
 
 class Rescorer:
-    """Scores item variants with a GRM (shuffling off) or a scalar reward function, ``batch_size`` at a time,
-    keyed and cached, and returns each variant's per-response scores (None when no judgement could be read)."""
+    """Scores item variants with a GRM (``options`` with shuffling off, and ``meta_rm``) or a scalar reward
+    function, ``chunk_size`` at a time, cached, and returns each variant's per-response scores (None when no
+    judgement could be read). Each variant is seeded by ``options.seed`` and its key (``<variant>/<item id>``),
+    so its scores depend neither on the chunk it falls in nor on what the cache held."""
 
     def __init__(
         self,
         scorer: Any,
         cache: str | Path | None,
+        options: ScoringOptions,
         *,
-        k: int = 1,
-        seed: int = 0,
-        batch_size: int = 32,
-        progress: bool = True,
         meta_rm: JudgementRater | None = None,
-        k_meta: int | None = None,
-        **options: Any,
+        chunk_size: int = 32,
+        progress: bool = True,
     ) -> None:
-        self.scorer, self.k, self.seed, self.batch_size, self.progress = scorer, k, seed, batch_size, progress
+        self.scorer, self.chunk_size, self.progress = scorer, chunk_size, progress
         self.grm = is_grm(scorer)
-        self.options = {"meta_rm": meta_rm, "k_meta": k_meta, **options, "shuffle": False} if self.grm else {}
+        self.options, self.meta_rm = options.replace(shuffle=False), meta_rm
+        k = self.k = options.k
         self.score_range: tuple[int, int] = tuple(getattr(scorer, "score_range", SCALAR_RANGE))  # type: ignore[assignment]
         self.cache = Path(cache) if cache is not None else None
         self.done: dict[str, list[float] | None] = {}
@@ -200,16 +195,10 @@ class Rescorer:
         quiet = not self.progress or not todo
         try:
             with tqdm(total=len(todo), desc=f"diagnose {what}", unit="item", disable=quiet) as bar:
-                for start in range(0, len(todo), self.batch_size):
-                    chunk = todo[start : start + self.batch_size]
-                    outcomes = judge(
-                        self.scorer,
-                        [item for _, item in chunk],
-                        k=self.k,
-                        seed=self.seed,
-                        keys=[key for key, _ in chunk],
-                        **self.options,
-                    )
+                for start in range(0, len(todo), self.chunk_size):
+                    chunk = todo[start : start + self.chunk_size]
+                    items, keys = [item for _, item in chunk], [key for key, _ in chunk]
+                    outcomes = judge(self.scorer, items, self.options, meta_rm=self.meta_rm, keys=keys)
                     for (key, _), outcome in zip(chunk, outcomes):
                         mean = mean_scores(outcome)
                         self.done[key] = mean

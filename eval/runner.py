@@ -3,6 +3,7 @@ the benchmark's scores, bootstrap intervals and voting@k / MetaRM@k curves."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ from grm.eval.diagnostics import Diagnosis, ItemSample, parse_checks, run_diagno
 from grm.eval.metrics import Judged, bootstrap_intervals, mean_summary, vote_values
 from grm.eval.scoring import is_grm, judge
 from grm.jsonl import JsonlWriter, load_finished
-from grm.model import JudgementRater
+from grm.scoring import JudgementRater, ScoringOptions, resolve_options
+from grm.seeding import random_seed
 from grm.types import Judgement, Reward
 
 logger = logging.getLogger(__name__)
@@ -76,12 +78,10 @@ def evaluate(
     benchmark: str | Benchmark,
     data: str | Path,
     scorer: Any,
+    options: ScoringOptions | None = None,
     *,
-    k: int = 1,
-    cache: str | Path | None = None,
-    seed: int = 0,
     meta_rm: JudgementRater | None = None,
-    k_meta: int | None = None,
+    cache: str | Path | None = None,
     chunk_size: int = 32,
     draws: int = 8,
     n_bootstrap: int = 1000,
@@ -91,15 +91,19 @@ def evaluate(
     progress: bool = True,
     diagnose: str | Sequence[str] = (),
     diagnose_sample: int = 100,
-    **score_options: Any,
+    **overrides: Any,
 ) -> EvalResult:
     """Score ``benchmark`` on ``data`` (a local file or folder, or a hub dataset name) and compute its scores.
 
-    ``scorer`` is a :class:`grm.GRM` (``k`` judgements per item, optionally a ``meta_rm`` voting the top
-    ``k_meta``; ``score_options`` such as ``temperature``, ``shuffle``, ``max_new_tokens`` go to its
-    ``score_batch``) or any callable ``(messages, responses) -> list[float]`` (then ``k`` must be 1). Items go to
-    the scorer ``chunk_size`` at a time (one ``score_batch`` call each; the engine's batch size is the backend's),
-    each item seeded by ``seed`` and its id, so that neither ``chunk_size`` nor what the cache held changes it.
+    ``scorer`` is a :class:`grm.GRM` or any callable ``(messages, responses) -> list[float]``. ``options`` (a
+    :class:`grm.ScoringOptions`, default ``ScoringOptions(seed=0)``; its fields also by keyword, e.g. ``k=8``) say
+    how a GRM scores, and go whole to its ``score_batch`` with ``meta_rm`` (which rates the ``k`` judgements and
+    votes the top ``k_meta``). A scalar function takes only ``k=1`` and a ``seed``. A benchmark that shows the
+    responses in a fixed order (JudgeBench) turns shuffling off (``shuffle=True`` by keyword is an error). The seed
+    also seeds the draws, the bootstrap and the diagnostics' sample; None draws one, recorded in
+    ``EvalResult.config``. Items go to the scorer ``chunk_size`` at a time (one ``score_batch`` call each; the
+    engine's batch size is the backend's), each item seeded by the seed and its id, so that neither
+    ``chunk_size`` nor what the cache held changes it.
     With ``cache``, each item's judgements are appended to that JSONL file as they are made (a GRM's
     ``Reward.to_dict()``), keyed by item id, and a later call with the same cache scores only the items not in it.
     Voting@k and MetaRM@k for every k up to ``k`` are computed from the cached judgements by drawing k of them
@@ -113,20 +117,26 @@ def evaluate(
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     grm_scorer = is_grm(scorer)
     checks = parse_checks(diagnose)
+    options = resolve_options(options, overrides, default=ScoringOptions(seed=0))
+    if options.seed is None:
+        options = options.replace(seed=random_seed())
     if diagnose_sample < 1 and set(checks) - {"length"}:
         raise ValueError(f"diagnose_sample must be >= 1, got {diagnose_sample}")
-    if bench.fixed_order and grm_scorer:
-        if score_options.get("shuffle"):
+    if bench.fixed_order and grm_scorer and options.shuffle:
+        if overrides.get("shuffle"):
             raise ValueError(f"{bench.name} shows the responses in a fixed order: shuffle must be off")
-        score_options["shuffle"] = False
-    if k < 1 or (not grm_scorer and k != 1):
+        options = options.replace(shuffle=False)
+    k, seed = options.k, options.seed
+    if not grm_scorer and k != 1:
         raise ValueError(f"k must be >= 1 for a GRM and 1 for a scalar reward function, got {k}")
     if meta_rm is not None and not grm_scorer:
         raise ValueError("meta_rm needs a GRM scorer: a scalar reward function has no judgements to rate")
     if draws < 1 or chunk_size < 1:
         raise ValueError(f"draws and chunk_size must be >= 1, got {draws} and {chunk_size}")
-    if not grm_scorer and score_options:
-        raise ValueError(f"options {sorted(score_options)} apply to a GRM only")
+    grm_only = [f.name for f in dataclasses.fields(options) if f.name not in ("k", "seed")]
+    grm_only = [name for name in grm_only if getattr(options, name) != getattr(ScoringOptions, name)]
+    if not grm_scorer and grm_only:
+        raise ValueError(f"options {grm_only} apply to a GRM only")
 
     cached = _load_cache(cache) if cache is not None else {}
     judged: list[Judged | None] = []
@@ -139,15 +149,7 @@ def evaluate(
     def flush() -> None:
         if not pending:
             return
-        outcomes = judge(
-            scorer,
-            [it for _, it in pending],
-            k=k,
-            seed=seed,
-            meta_rm=meta_rm,
-            k_meta=k_meta,
-            **score_options,
-        )
+        outcomes = judge(scorer, [it for _, it in pending], options, meta_rm=meta_rm)
         for (position, it), outcome in zip(pending, outcomes):
             row, item_judged = _row(it, outcome), _judged(it, outcome)
             if writer is not None:
@@ -189,22 +191,19 @@ def evaluate(
         "benchmark": bench.name,
         "data": str(data),
         "scorer": "grm" if grm_scorer else "scalar",
-        "k": k,
-        "k_meta": k_meta,
+        **asdict(options),
         "meta_rm": meta_rm is not None,
-        "seed": seed,
         "draws": draws,
         "n_bootstrap": n_bootstrap,
         "split": split,
         "name": name,
         "limit": limit,
-        **score_options,
     }
     result = score_judged(
         bench,
         judged,  # type: ignore[arg-type]
         k=k,
-        k_meta=k_meta,
+        k_meta=options.k_meta,
         seed=seed,
         draws=draws,
         n_bootstrap=n_bootstrap,
@@ -218,15 +217,12 @@ def evaluate(
             judged,  # type: ignore[arg-type]
             sample.items,
             scorer,
-            k=k,
-            seed=seed,
+            options,
             meta_rm=meta_rm,
-            k_meta=k_meta,
-            batch_size=chunk_size,
+            chunk_size=chunk_size,
             n_bootstrap=n_bootstrap,
             cache=None if cache is None else Path(cache).with_suffix(".diagnostics.jsonl"),
             progress=progress,
-            **score_options,
         )
     return result
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from grm.eval.base import EvalItem
-from grm.model import Item, JudgementRater
 from grm.prompts import normalize_query
+from grm.scoring import JudgementRater, ScoringOptions
 from grm.types import Message, Reward
 
 ScalarRM = Callable[[list[Message], list[str]], Sequence[float]]
@@ -27,27 +27,18 @@ def is_grm(scorer: Any) -> bool:
 def judge(
     scorer: Any,
     items: Sequence[EvalItem],
+    options: ScoringOptions,
     *,
-    k: int,
-    seed: int,
-    keys: Sequence[str] | None = None,
     meta_rm: JudgementRater | None = None,
-    k_meta: int | None = None,
-    **score_options: Any,
+    keys: Sequence[str] | None = None,
 ) -> list[Reward | list[float]]:
-    """Score ``items`` with a GRM (one :class:`~grm.types.Reward` each, ``k`` judgements; ``score_options`` go to
-    ``score_batch``) or a scalar reward function (one checked list of floats each). A GRM seeds each item by
-    ``seed`` and its key in ``keys`` (default: its id), so its reward does not depend on the chunk it is in."""
+    """Score ``items`` with a GRM (one :class:`~grm.types.Reward` each, scored with ``options`` and ``meta_rm``
+    in one ``score_batch`` call) or a scalar reward function (one checked list of floats each). A GRM seeds each
+    item by ``options.seed`` and its key in ``keys`` (default: its id), so its reward does not depend on the chunk
+    it is in."""
     if is_grm(scorer):
-        return scorer.score_batch(
-            [Item(it.query, it.responses, principles=it.principles, reference=it.reference) for it in items],
-            keys=[it.id for it in items] if keys is None else keys,
-            k=k,
-            seed=seed,
-            meta_rm=meta_rm,
-            k_meta=k_meta,
-            **score_options,
-        )
+        keys = [it.id for it in items] if keys is None else keys
+        return scorer.score_batch(list(items), options, meta_rm=meta_rm, keys=keys)
     return [_scalar_scores(scorer, it) for it in items]
 
 

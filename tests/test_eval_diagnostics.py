@@ -11,6 +11,7 @@ A tag judge: when the chosen one is shorter (1, 2) the longer wins once in two: 
 shorter wins 0 + 1/2 (the tie) in two: 1/4; length bias 1/2 - 1/4.
 """
 
+import hashlib
 import json
 import math
 
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 from eval_helpers import FIXTURES, marker, marker_grm, marker_scalar, run, scripted
 
+from grm import GRM, ScoringOptions
+from grm.backends import Completion
 from grm.cli import main
 from grm.eval import PAYLOADS, write_report
 from grm.eval.diagnostics import ItemSample, parse_checks, spearman
@@ -283,3 +286,45 @@ def test_grm_eval_diagnose_on_the_command_line(pairs, tmp_path, monkeypatch, cap
     assert main([*args, "--diagnose", "length,speed"]) == 2 and loaded == [], "refused before loading a model"
     assert "unknown diagnostics ['speed']" in caplog.text
     assert main([*args, "--diagnose", "position", "--diagnose-sample", "0"]) == 2 and loaded == []
+
+
+class SeedDrivenBackend:
+    """Each sample scores each shown response by a hash of the response and the sample's engine seed (sample ``i``
+    of a request seeded ``s`` has the seed ``s + i``): results follow the seeds grm hands out, nothing else."""
+
+    def generate(self, requests):
+        def text(messages, seed):
+            digits = [hashlib.sha256(f"{seed}|{r}".encode()).digest()[0] % 10 + 1 for r in shown_responses(messages)]
+            return f"Scores: \\boxed{{{', '.join(map(str, digits))}}}"
+
+        return [[Completion(text(r.messages, r.sampling.seed + i), 7, "stop") for i in range(r.n)] for r in requests]
+
+
+def test_scores_and_rescores_are_keyed_by_item_not_by_chunk(pairs, tmp_path):
+    """Every item and every re-scored variant is seeded by the run's seed and its own key: the caches are the same
+    whatever the chunk size, and differ with the seed."""
+
+    def caches(name, chunk_size, seed):
+        cache = tmp_path / f"{name}.jsonl"
+        options = ScoringOptions(k=3, seed=seed)
+        run(
+            "rewardbench",
+            pairs,
+            GRM(SeedDrivenBackend()),
+            options=options,
+            cache=cache,
+            chunk_size=chunk_size,
+            diagnose="position,injection",
+        )
+        rows = [
+            json.loads(line)
+            for path in (cache, cache.with_suffix(".diagnostics.jsonl"))
+            for line in path.read_text().splitlines()
+        ]
+        return {row["id"]: row["reward"] for row in rows}
+
+    whole = caches("whole", 32, seed=7)
+    assert len(whole) == 5 + 5 * (2 + len(PAYLOADS)), "five items, and each re-scored as given, reversed, attacked"
+    assert caches("ones", 1, seed=7) == whole
+    assert caches("twos", 2, seed=7) == whole
+    assert caches("other-seed", 32, seed=8) != whole

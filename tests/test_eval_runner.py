@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from eval_helpers import FIXTURES, marker, marker_grm, run
+from eval_helpers import FIXTURES, marker, marker_grm, run, scripted
 
-from grm import GRM
+from grm import GRM, ScoringOptions
 from grm.eval import write_report
 from helpers import ScriptedBackend, judge_by, shown_responses
 
@@ -172,3 +172,23 @@ def test_bad_inputs(tmp_path):
     limited = run("rewardbench", RB, marker_grm(), limit=3)
     assert limited.n_items == 3 and "overall" not in limited.scores["voting"]
     assert limited.headline_key == "accuracy" and limited.headline == 2 / 3
+
+
+def test_scoring_options_go_whole_or_by_keyword():
+    """``evaluate`` takes a ScoringOptions whole or its fields by keyword, passes them on whole to ``score_batch``,
+    and records every option in the config; a benchmark shown in a fixed order turns shuffling off."""
+    grm, backend = scripted(lambda shown: [marker(x) for x in shown])
+    whole = run("rmb", FIXTURES / "rmb_clone", grm, options=ScoringOptions(k=2, seed=3, temperature=0.7))
+    temperatures = {req.sampling.temperature for call in backend.calls for req in call}
+    assert temperatures == {0.7}
+    keyword = run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=2, seed=3, temperature=0.7)
+    assert whole.scores == keyword.scores and whole.config == keyword.config
+    assert whole.config["temperature"] == 0.7 and whole.config["shuffle"] is True and whole.config["seed"] == 3
+    judgebench = run("judgebench", FIXTURES / "judgebench", marker_grm(), options=ScoringOptions(k=2))
+    assert judgebench.config["shuffle"] is False
+    unseeded = run("rmb", FIXTURES / "rmb_clone", marker_grm(), seed=None)
+    assert isinstance(unseeded.config["seed"], int), "a seed is drawn and recorded"
+    with pytest.raises(TypeError, match=r"unknown scoring option\(s\) \['kk'\]"):
+        run("rmb", FIXTURES / "rmb_clone", marker_grm(), kk=2)
+    with pytest.raises(ValueError, match=r"options \['temperature'\] apply to a GRM only"):
+        run("rmb", FIXTURES / "rmb_clone", lambda m, r: [0.0] * len(r), temperature=0.3)
