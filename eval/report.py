@@ -16,13 +16,18 @@ MODE_NAMES = {"voting": "Voting", "metarm": "MetaRM"}
 
 
 def write_report(result: EvalResult, output_dir: str | Path) -> dict[str, Path]:
-    """Write ``result.json``, ``report.md`` and ``curves.png`` (voting@k and MetaRM@k) into ``output_dir``."""
+    """Write ``result.json``, ``report.md`` and ``curves.png`` (voting@k and MetaRM@k) into ``output_dir``; the
+    plot needs matplotlib (``pip install "grm[eval]"``), without which it is skipped with a warning."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "result.json", "markdown": out / "report.md", "curves": out / "curves.png"}
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    plot_curves(result, paths["curves"])
-    paths["markdown"].write_text(markdown(result, curves_file=paths["curves"].name), encoding="utf-8")
+    try:
+        plot_curves(result, paths["curves"])
+    except ImportError as e:
+        logger.warning("%s not written: %s (pip install 'grm[eval]' for the plot)", paths.pop("curves"), e)
+    curves_file = paths["curves"].name if "curves" in paths else None
+    paths["markdown"].write_text(markdown(result, curves_file=curves_file), encoding="utf-8")
     logger.info("report written to %s", out)
     return paths
 

@@ -1,6 +1,7 @@
 """``grm.eval.evaluate`` end to end with a scripted GRM: official scores by hand, caching, resume, reports."""
 
 import json
+import sys
 
 import pytest
 from eval_helpers import FIXTURES, marker, marker_grm, run, scripted
@@ -154,6 +155,17 @@ def test_report_files(tmp_path):
     assert "| Chat Hard |" in md and "| math-prm | 1 |" in md and "![rewardbench voting@k](curves.png)" in md
     png = paths["curves"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_without_matplotlib_the_report_has_no_plot(tmp_path, monkeypatch, caplog):
+    """matplotlib comes with the ``eval`` extra: without it, result.json and report.md are still written."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    r = run("rewardbench", RB, marker_grm())
+    with caplog.at_level("WARNING"):
+        paths = write_report(r, tmp_path / "report")
+    assert sorted(paths) == ["json", "markdown"] and not (tmp_path / "report" / "curves.png").exists()
+    assert "curves.png" not in paths["markdown"].read_text() and "grm[eval]" in caplog.text
 
 
 def test_bad_inputs(tmp_path):
