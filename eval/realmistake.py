@@ -22,7 +22,8 @@ from grm.sources import DatasetUnavailable, is_hub_id
 from grm.voting import Vote
 
 TASKS = ("math_word_problem_generation", "finegrained_fact_verification", "answerability_classification")
-SPLITS = ("gpt4", "llama2")
+RESPONSE_MODELS = ("gpt4", "llama2")
+"""The hub splits: the models whose responses are judged."""
 _LABELS = {"error": 0.0, "no_error": 1.0}
 
 
@@ -36,7 +37,7 @@ class ReaLMistake(Benchmark):
     def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
         if is_hub_id(str(source)):
             for task in [name] if name else TASKS:
-                for part in [split] if split else SPLITS:
+                for part in [split] if split else RESPONSE_MODELS:
                     for _, index, row in iter_records(source, split=part, name=task):
                         yield self._item(row, task, f"{task}/{part}/{index}", f"{source} {task}/{part} row {index}")
             return

@@ -1,11 +1,11 @@
-"""The synthetic judging task (:mod:`grm.training.synthetic`) as a benchmark: exact ground truth, any seed.
+"""The synthetic judging task (:mod:`grm.synthetic`) as a benchmark: exact ground truth, any seed.
 
 ``--data`` is a JSONL/JSON file of the task's examples (``query``, ``responses``, ``truth``, ``kind``, ``id``; as
-:func:`grm.training.synthetic.write_examples` writes them), or a spec ``seed=S,n=N`` that generates ``N`` examples
+:func:`grm.synthetic.write_examples` writes them), or a spec ``seed=S,n=N`` that generates ``N`` examples
 with seed ``S`` on the fly. Items are scored per ``kind`` (subsets) and overall. An item with several responses is
 right when the voted best response is the right one (ties broken at random); an item with one response is right
-when its voted mean score lands on the side of the truth (nearer :data:`~grm.training.synthetic.RIGHT` for a right
-response, nearer :data:`~grm.training.synthetic.WRONG` for a wrong one).
+when its voted mean score lands on the side of the truth (nearer :data:`~grm.synthetic.RIGHT` for a right
+response, nearer :data:`~grm.synthetic.WRONG` for a wrong one).
 """
 
 from __future__ import annotations
