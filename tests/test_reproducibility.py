@@ -3,8 +3,8 @@ order and when it resumes: the scoring plan (each item seeded by its key), the t
 samples from a stream of its own), the HTTP backend (a seeded fake server), the reward server, ``grm score``, and
 vLLM (slow).
 
-Real models run in float64 here: left padding and batch shape move a row's logits in the last bits (see the
-README's Reproducibility), which in float64 flips a greedy or sampled token with a probability near 1e-13, so
+Real models run in float64 here: left padding and batch shape move a row's logits in the last bits (see
+docs/scoring.md, Reproducibility), which in float64 flips a greedy or sampled token with a probability near 1e-13, so
 these equalities hold on any machine. The fake engines' samples depend on (prompt, seed) exactly.
 """
 

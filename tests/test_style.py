@@ -1,4 +1,4 @@
-"""The code base stays ruff-clean (lint and format), as DESIGN.md's conventions ask."""
+"""The code base stays ruff-clean (lint and format), as docs/design.md's conventions ask."""
 
 import subprocess
 import sys
