@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from grm.cli import add_meta_args, add_model_args, load_grm, load_meta_rm
+from grm.cli import add_meta_args, add_model_args, add_ray_args, load_scorer
 from grm.eval.benchmarks import BENCHMARKS
 from grm.eval.diagnostics import CHECKS, parse_checks
 
@@ -35,12 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=1, help="judgements sampled per item (k=1: greedy)")
     p.add_argument("--output", required=True, type=Path, help="folder for the cache and the report")
     add_meta_args(p)
+    add_ray_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed for shuffling, sampling, draws and tie-breaks")
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for k=1, 0.5 for k>1")
     p.add_argument("--split", default=None, help="dataset split (default: the benchmark's)")
     p.add_argument("--name", default=None, help="dataset configuration name (hub datasets)")
     p.add_argument("--limit", type=int, default=None, help="score only the first N items")
-    p.add_argument("--chunk-size", type=int, default=32, help="items sent to the backend per call")
+    p.add_argument(
+        "--chunk-size", type=int, default=32, help="items sent to the backend per call (--ray: split over the replicas)"
+    )
     p.add_argument("--draws", type=int, default=8, help="random draws per k for voting@k and tie-breaks")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument(
@@ -71,12 +74,12 @@ def _eval_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--data is required for {bench.name}: it has no default hub dataset")
     # read the first item before loading any model, so that bad data fails fast
     next(iter(bench.items(data, split=args.split, name=args.name)), None)
-    meta_rm = load_meta_rm(args)
+    scorer, meta_rm = load_scorer(args)  # with --ray: replicas on a Ray cluster, stopped when this process exits
     options = ScoringOptions(k=args.k, seed=args.seed, temperature=args.temperature, k_meta=args.k_meta)
     result = evaluate(
         bench,
         data,
-        load_grm(args),
+        scorer,
         options,
         meta_rm=meta_rm,
         cache=args.output / CACHE_FILE,

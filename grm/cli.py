@@ -90,6 +90,18 @@ def grm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"template": args.template, "max_new_tokens": args.max_new_tokens, "max_retries": args.max_retries, **kwargs}
 
 
+def load_scorer(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(grm, meta_rm or None)`` named by the options: loaded in this process, or with ``--ray`` (see
+    :func:`add_ray_args`) a :class:`grm.distributed.RayGRM` of ``--replicas`` replicas, each call split over them,
+    and its stand-in for the meta RM each replica loads."""
+    if not args.ray:
+        return load_grm(args), load_meta_rm(args)
+    from grm.distributed import RayGRM
+
+    rm = RayGRM(ray_replica(args), replicas=args.replicas, address=args.address, verbose=args.verbose)
+    return rm, rm.meta_rm
+
+
 def add_ray_args(p: argparse.ArgumentParser) -> None:
     """Options for running on a Ray cluster (see :mod:`grm.distributed`)."""
     p.add_argument("--ray", action="store_true", help="score on a Ray cluster with --replicas copies of the GRM")

@@ -274,23 +274,24 @@ def _dataset_records(batch: pa.Table, key: str, done: set[Any]) -> pa.Table:
 
 
 class RayGRM:
-    """A GRM whose :meth:`score_batch` spreads each batch over ``replicas`` replica actors (``batch_size`` items
-    per call; ``replica`` says what each loads and holds) and returns the rewards in order. Each item is seeded by
-    its key as :meth:`grm.GRM.score_batch` seeds it, so the rewards equal one process's. With a meta RM in
-    ``replica``, pass :attr:`meta_rm` as ``score_batch``'s ``meta_rm`` to have the replicas' own copy rate the
-    judgements. Call :meth:`close` (or use ``with``) to release the actors and, if it started one, the local
-    cluster."""
+    """A GRM whose :meth:`score_batch` spreads each batch over ``replicas`` replica actors (``replica`` says what
+    each loads and holds) and returns the rewards in order: a call's items are split into one part per replica, or
+    into parts of ``batch_size``. Each item is seeded by its key as :meth:`grm.GRM.score_batch` seeds it, so the
+    rewards equal one process's. With a meta RM in ``replica``, pass :attr:`meta_rm` as ``score_batch``'s
+    ``meta_rm`` to have the replicas' own copy rate the judgements. A replica whose process dies is restarted and
+    its part scored again. Call :meth:`close` (or use ``with``) to release the actors and, if it started one, the
+    local cluster."""
 
     def __init__(
         self,
         replica: Replica = Replica(),
         *,
         replicas: int = 2,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         address: str | None = None,
         verbose: bool = False,
     ) -> None:
-        if replicas < 1 or batch_size < 1:
+        if replicas < 1 or (batch_size is not None and batch_size < 1):
             raise ValueError(f"replicas and batch_size must be >= 1, got {replicas} and {batch_size}")
         self.batch_size = batch_size
         self._started = connect(address, replicas * replica.num_cpus, verbose)
@@ -316,7 +317,7 @@ class RayGRM:
         keys = list(range(len(items))) if keys is None else list(keys)
         if len(keys) != len(items):
             raise ValueError(f"{len(keys)} keys for {len(items)} items")
-        step = self.batch_size
+        step = self.batch_size or max(1, math.ceil(len(items) / len(self._actors)))
         parts = [(items[i : i + step], keys[i : i + step]) for i in range(0, len(items), step)]
         pool = ActorPool(self._actors)
         extra = {"options": options, "use_meta_rm": meta_rm is not None, **overrides}
