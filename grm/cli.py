@@ -213,7 +213,35 @@ def _score_options(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "temperature": args.temperature,
         "shuffle": not args.no_shuffle,
+        **adaptive_options(args),
     }
+
+
+def add_adaptive_args(p: argparse.ArgumentParser) -> None:
+    """Options for adaptive compute (docs/adaptive-compute.md)."""
+    p.add_argument("--adaptive", action="store_true", help="draw judgements in rounds; stop an item once decided")
+    p.add_argument("--risk", type=float, default=0.0, help="with --adaptive: stop once a change is this unlikely")
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        default=None,
+        help="most judgements per --chunk-size call: a fraction of k per row (0.5 or 50%%) or a count",
+    )
+
+
+def adaptive_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The scoring options named by :func:`add_adaptive_args` options."""
+    return {"adaptive": args.adaptive, "risk": args.risk, "budget": args.budget}
+
+
+def _budget(text: str) -> int | float:
+    """``--budget``: ``50%`` or ``0.5`` (a fraction of k per row), or a whole number of judgements."""
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else int(text) if text.isdigit() else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction (0.5, 50%) or a number of judgements, got {text!r}"
+        ) from None
 
 
 def _score_on_ray(args: argparse.Namespace, columns: Columns) -> int:
@@ -287,6 +315,7 @@ def _register_score(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for k=1, 0.5 for k>1")
     p.add_argument("--no-shuffle", action="store_true", help="keep the responses in input order")
+    add_adaptive_args(p)
     p.add_argument("--chunk-size", type=int, default=64, help="rows per backend call (--ray: per replica call)")
     add_ray_args(p)
     p.set_defaults(func=_score_command)
