@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from grm.cli import add_meta_args, add_model_args, add_ray_args, load_scorer
+from grm.cli import add_meta_args, add_model_args, add_ray_args, open_scorer
 from grm.eval.benchmarks import BENCHMARKS
 from grm.eval.diagnostics import CHECKS, parse_checks
 
@@ -74,24 +74,24 @@ def _eval_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--data is required for {bench.name}: it has no default hub dataset")
     # read the first item before loading any model, so that bad data fails fast
     next(iter(bench.items(data, split=args.split, name=args.name)), None)
-    scorer, meta_rm = load_scorer(args)  # with --ray: replicas on a Ray cluster, stopped when this process exits
-    options = ScoringOptions(k=args.k, seed=args.seed, temperature=args.temperature, k_meta=args.k_meta)
-    result = evaluate(
-        bench,
-        data,
-        scorer,
-        options,
-        meta_rm=meta_rm,
-        cache=args.output / CACHE_FILE,
-        chunk_size=args.chunk_size,
-        draws=args.draws,
-        n_bootstrap=args.bootstrap,
-        split=args.split,
-        name=args.name,
-        limit=args.limit,
-        diagnose=checks,
-        diagnose_sample=args.diagnose_sample,
-    )
+    with open_scorer(args) as (scorer, meta_rm):  # with --ray: replicas on a Ray cluster
+        options = ScoringOptions(k=args.k, seed=args.seed, temperature=args.temperature, k_meta=args.k_meta)
+        result = evaluate(
+            bench,
+            data,
+            scorer,
+            options,
+            meta_rm=meta_rm,
+            cache=args.output / CACHE_FILE,
+            chunk_size=args.chunk_size,
+            draws=args.draws,
+            n_bootstrap=args.bootstrap,
+            split=args.split,
+            name=args.name,
+            limit=args.limit,
+            diagnose=checks,
+            diagnose_sample=args.diagnose_sample,
+        )
     paths = write_report(result, args.output)
     logger.info(
         "%s %s: %.1f (%s@%d, %d items); report in %s",

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -90,16 +90,24 @@ def grm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"template": args.template, "max_new_tokens": args.max_new_tokens, "max_retries": args.max_retries, **kwargs}
 
 
-def load_scorer(args: argparse.Namespace) -> tuple[Any, Any]:
-    """``(grm, meta_rm or None)`` named by the options: loaded in this process, or with ``--ray`` (see
-    :func:`add_ray_args`) a :class:`grm.distributed.RayGRM` of ``--replicas`` replicas, each call split over them,
-    and its stand-in for the meta RM each replica loads."""
-    if not args.ray:
-        return load_grm(args), load_meta_rm(args)
-    from grm.distributed import RayGRM
+@contextlib.contextmanager
+def open_scorer(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
+    """``with open_scorer(args) as (grm, meta_rm):`` the GRM and meta RM (or None) named by the options, loaded in
+    this process, or with ``--ray`` (see :func:`add_ray_args`) a GRM whose engine and meta RM are ``--replicas``
+    replicas on a Ray cluster (:func:`grm.distributed.ray_grm`); the engine is closed at the end (the replicas
+    released)."""
+    if args.ray:
+        from grm.distributed import ray_grm
 
-    rm = RayGRM(ray_replica(args), replicas=args.replicas, address=args.address, verbose=args.verbose)
-    return rm, rm.meta_rm
+        rm, meta_rm = ray_grm(ray_replica(args), replicas=args.replicas, address=args.address, verbose=args.verbose)
+    else:
+        rm, meta_rm = load_grm(args), load_meta_rm(args) if hasattr(args, "meta_rm") else None
+    try:
+        yield rm, meta_rm
+    finally:
+        close = getattr(rm.backend, "close", None)
+        if callable(close):
+            close()
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -112,18 +120,19 @@ def add_ray_args(p: argparse.ArgumentParser) -> None:
 
 
 def ray_replica(args: argparse.Namespace):
-    """The :class:`grm.distributed.Replica` named by :func:`add_model_args`, :func:`add_meta_args` and
-    :func:`add_ray_args` options."""
+    """The :class:`grm.distributed.Replica` named by :func:`add_model_args`, :func:`add_meta_args` (if the command
+    has them) and :func:`add_ray_args` options."""
     from grm.distributed import Replica
 
-    if args.meta_rm is None and args.k_meta is not None:
+    meta_rm = getattr(args, "meta_rm", None)  # commands without add_meta_args have none
+    if meta_rm is None and getattr(args, "k_meta", None) is not None:
         raise ValueError("--k-meta needs --meta-rm")
     meta_kwargs = {} if args.device is None else {"device": args.device}
     return Replica(
         args.model,
         args.backend,
         grm_kwargs(args),
-        args.meta_rm,
+        meta_rm,
         meta_kwargs,
         num_cpus=args.cpus_per_replica,
         num_gpus=args.gpus_per_replica,

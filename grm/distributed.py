@@ -4,8 +4,8 @@ once and scores whole batches.
 - :func:`score_on_ray` is ``grm score`` on a cluster: rows stream from the input (read on the driver's node by
   :mod:`grm.sources`, or any ``ray.data.Dataset``) through ``map_batches`` to the replicas, and each result is
   appended to the output as it arrives, keyed as ``grm score`` keys it; a re-run skips the rows written.
-- :class:`RayGRM` is a GRM whose ``score_batch`` spreads a batch over replica actors: what ``grm eval --ray`` and
-  the training data builders score with.
+- :func:`ray_grm` is a GRM whose engine (and meta RM) is a pool of replica actors, each generation call spread
+  over them: what ``grm eval --ray``, ``grm train meta-rm-data --ray`` and RFT sampling on Ray score with.
 
 Each row or item is seeded by the job's seed and its key (:func:`grm.seeding.item_seed`), never by the replica or
 batch that scored it, so the output equals a single-process run with the same seed. A replica whose process dies
@@ -36,12 +36,14 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the install
     raise ImportError(f"grm.distributed needs Ray: pip install 'grm[ray]' ({e})") from e
 
+from grm.backends import Completion, GenerationRequest
 from grm.cli import ERROR_WARNINGS
 from grm.isolation import score_rows
+from grm.model import GRM
 from grm.outputs import ScoreOutput
+from grm.prompts import PromptTemplate
 from grm.rows import Columns, RowItem, row_item
 from grm.sources import Source
-from grm.types import Item, Reward
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,6 @@ class Replica:
     def load(self) -> tuple[Any, Any]:
         """``(grm, meta_rm or None)``, loaded in this process."""
         from grm.meta_rm import MetaRM
-        from grm.model import GRM
 
         rm = GRM.from_pretrained(self.model, self.backend, **dict(self.model_kwargs or {}))
         meta = None if self.meta_rm is None else MetaRM.from_pretrained(self.meta_rm, **dict(self.meta_rm_kwargs or {}))
@@ -273,90 +274,81 @@ def _dataset_records(batch: pa.Table, key: str, done: set[Any]) -> pa.Table:
     return pa.Table.from_pylist(chunk, schema=_record_schema(batch.schema.field(key).type))
 
 
-class RayGRM:
-    """A GRM whose :meth:`score_batch` spreads each batch over ``replicas`` replica actors (``replica`` says what
-    each loads and holds) and returns the rewards in order: a call's items are split into one part per replica, or
-    into parts of ``batch_size``. Each item is seeded by its key as :meth:`grm.GRM.score_batch` seeds it, so the
-    rewards equal one process's. With a meta RM in ``replica``, pass :attr:`meta_rm` as ``score_batch``'s
-    ``meta_rm`` to have the replicas' own copy rate the judgements. A replica whose process dies is restarted and
-    its part scored again. Call :meth:`close` (or use ``with``) to release the actors and, if it started one, the
-    local cluster."""
+def ray_grm(
+    replica: Replica = Replica(),
+    *,
+    replicas: int = 2,
+    address: str | None = None,
+    verbose: bool = False,
+) -> tuple[GRM, RayMetaRM | None]:
+    """A GRM whose engine is ``replicas`` replica actors (each loads ``replica`` once) and, when ``replica`` names
+    one, a meta RM that rates on the same actors: ``(grm, meta_rm or None)``. The GRM renders, parses and votes
+    here, as any GRM; each generation call's requests are split into one part per replica and run on the
+    replicas' engines, and a meta RM's rating call likewise. Every request carries its own seed (from its item's
+    key), so the results equal one process's with the same seed. A replica whose process dies is restarted and
+    its part run again. ``grm.backend.close()`` releases the actors and the local cluster, if this call started
+    one (else they go when the Ray session ends)."""
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    started = connect(address, replicas * replica.num_cpus, verbose)
+    remote = ray.remote(num_cpus=replica.num_cpus, num_gpus=replica.num_gpus, max_restarts=-1, max_task_retries=-1)
+    actors = [remote(_Engine).remote(replica) for _ in range(replicas)]
+    template, score_range, max_new_tokens, max_retries = ray.get(actors[0].settings.remote())
+    backend = RayBackend(actors, started)
+    grm = GRM(backend, template, score_range=score_range, max_new_tokens=max_new_tokens, max_retries=max_retries)
+    return grm, (RayMetaRM(actors) if replica.meta_rm is not None else None)
 
-    def __init__(
-        self,
-        replica: Replica = Replica(),
-        *,
-        replicas: int = 2,
-        batch_size: int | None = None,
-        address: str | None = None,
-        verbose: bool = False,
-    ) -> None:
-        if replicas < 1 or (batch_size is not None and batch_size < 1):
-            raise ValueError(f"replicas and batch_size must be >= 1, got {replicas} and {batch_size}")
-        self.batch_size = batch_size
-        self._started = connect(address, replicas * replica.num_cpus, verbose)
-        actor = ray.remote(num_cpus=replica.num_cpus, num_gpus=replica.num_gpus, max_restarts=-1, max_task_retries=-1)
-        self._actors = [actor(_ItemScorer).remote(replica) for _ in range(replicas)]
-        self.meta_rm = _ReplicaMetaRM() if replica.meta_rm is not None else None
-        self.score_range: tuple[int, int] = ray.get(self._actors[0].score_range.remote())
 
-    def score_batch(
-        self,
-        items: Sequence[Any],
-        options: Any = None,
-        *,
-        meta_rm: Any = None,
-        keys: Sequence[int | str] | None = None,
-        **overrides: Any,
-    ) -> list[Reward]:
-        """As :meth:`grm.GRM.score_batch`, the batch split over the replicas; ``meta_rm`` may only be None or
-        :attr:`meta_rm` (a meta RM object cannot travel to the replicas: name it in the :class:`Replica`)."""
-        if meta_rm is not None and meta_rm is not self.meta_rm:
-            raise ValueError("a RayGRM's replicas use their own meta RM: pass RayGRM.meta_rm, or name it in Replica")
-        items = [Item.coerce(it) for it in items]
-        keys = list(range(len(items))) if keys is None else list(keys)
-        if len(keys) != len(items):
-            raise ValueError(f"{len(keys)} keys for {len(items)} items")
-        step = self.batch_size or max(1, math.ceil(len(items) / len(self._actors)))
-        parts = [(items[i : i + step], keys[i : i + step]) for i in range(0, len(items), step)]
-        pool = ActorPool(self._actors)
-        extra = {"options": options, "use_meta_rm": meta_rm is not None, **overrides}
-        results = pool.map(lambda a, part: a.score.remote(part[0], part[1], extra), parts)
-        out: list[Reward] = []
-        for part in results:
-            out.extend(part)
-        return out
+def _spread(actors: list[Any], method: str, work: Sequence[Any]) -> list[Any]:
+    """``work`` split into one part per actor, each part given to ``actor.<method>``; the results in order."""
+    if not work:
+        return []
+    step = math.ceil(len(work) / len(actors))
+    parts = [list(work[i : i + step]) for i in range(0, len(work), step)]
+    pool = ActorPool(actors)
+    return [r for part in pool.map(lambda a, part: getattr(a, method).remote(part), parts) for r in part]
+
+
+class RayBackend:
+    """A :class:`grm.backends.Backend` whose ``generate`` runs on replica actors (see :func:`ray_grm`)."""
+
+    def __init__(self, actors: list[Any], owns_cluster: bool = False) -> None:
+        self.actors, self.owns_cluster = actors, owns_cluster
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        return _spread(self.actors, "generate", requests)
 
     def close(self) -> None:
-        """Release the replicas (and the local cluster this object started)."""
-        for a in self._actors:
-            ray.kill(a)
-        self._actors = []
-        if self._started:
+        """Release the replicas (and the local cluster :func:`ray_grm` started)."""
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        if self.owns_cluster:
             ray.shutdown()
-            self._started = False
-
-    def __enter__(self) -> RayGRM:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+            self.owns_cluster = False
 
 
-class _ReplicaMetaRM:
-    """Stands for the meta RM each replica of a :class:`RayGRM` loaded."""
+class RayMetaRM:
+    """A meta RM (:class:`grm.scoring.JudgementRater`) whose ``score_batch`` runs on replica actors."""
+
+    def __init__(self, actors: list[Any]) -> None:
+        self.actors = actors
+
+    def score_batch(self, entries: Sequence[Any]) -> list[list[float]]:
+        return _spread(self.actors, "rate", entries)
 
 
-class _ItemScorer:
-    """One replica of a :class:`RayGRM`."""
+class _Engine:
+    """One replica of :func:`ray_grm`: the GRM's engine and the meta RM, loaded once."""
 
     def __init__(self, replica: Replica) -> None:
         self.rm, self.meta_rm = replica.load()
 
-    def score_range(self) -> tuple[int, int]:
-        return self.rm.score_range
+    def settings(self) -> tuple[PromptTemplate, tuple[int, int], int, int]:
+        return self.rm.template, self.rm.score_range, self.rm.max_new_tokens, self.rm.max_retries
 
-    def score(self, items: list[Item], keys: list[int | str], extra: dict[str, Any]) -> list[Reward]:
-        extra = dict(extra)
-        meta = self.meta_rm if extra.pop("use_meta_rm") else None
-        return self.rm.score_batch(items, extra.pop("options"), meta_rm=meta, keys=keys, **extra)
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        return self.rm.backend.generate(requests)
+
+    def rate(self, entries: list[Any]) -> list[list[float]]:
+        return self.meta_rm.score_batch(entries)
