@@ -23,7 +23,7 @@ def _register_meta_rm(trainers: argparse._SubParsersAction) -> None:
     """``grm train meta-rm-data`` (sample and label judgements) and ``grm train meta-rm`` (BCE training)."""
     from pathlib import Path
 
-    from grm.cli import add_model_args
+    from grm.cli import add_model_args, add_ray_args
 
     def run(name: str) -> Callable[[argparse.Namespace], int]:
         def command(args: argparse.Namespace) -> int:  # imports the trainer (torch, transformers) only when run
@@ -46,7 +46,10 @@ def _register_meta_rm(trainers: argparse._SubParsersAction) -> None:
     d.add_argument("-k", type=int, default=8, help="judgements sampled per example")
     d.add_argument("--seed", type=int, default=None, help="seed for shuffling and sampling")
     d.add_argument("--temperature", type=float, default=None, help="default: 0.5 for k > 1")
-    d.add_argument("--chunk-size", type=int, default=16, help="examples sent to the backend per call")
+    d.add_argument(
+        "--chunk-size", type=int, default=16, help="examples sent to the backend per call (--ray: split over replicas)"
+    )
+    add_ray_args(d)
     d.set_defaults(func=run("data_command"))
     # '+' prefix: every token after `meta-rm` (--config FILE, --max_steps 10, --help ...) goes to TrlParser.
     t = trainers.add_parser(

@@ -493,19 +493,19 @@ def train_command(args: argparse.Namespace) -> int:
 def data_command(args: argparse.Namespace) -> int:
     """``grm train meta-rm-data``: sample and label judgements of labelled examples (any format of
     :mod:`grm.training.data`)."""
-    from grm.cli import load_grm
+    from grm.cli import open_scorer
     from grm.training.data import LoadStats, iter_examples
 
-    grm = load_grm(args)
     loaded = LoadStats()
-    examples = iter_examples(args.input, format=args.format, score_range=grm.score_range, stats=loaded)
-    stats = build_dataset(
-        grm,
-        examples,
-        args.output,
-        k=args.k,
-        chunk_size=args.chunk_size,
-        seed=args.seed,
-        temperature=args.temperature,
-    )
+    with open_scorer(args) as (grm, _):  # with --ray: replicas on a Ray cluster
+        examples = iter_examples(args.input, format=args.format, score_range=grm.score_range, stats=loaded)
+        stats = build_dataset(
+            grm,
+            examples,
+            args.output,
+            k=args.k,
+            chunk_size=args.chunk_size,
+            seed=args.seed,
+            temperature=args.temperature,
+        )
     return 1 if stats.skipped or loaded.rejected else 0

@@ -88,6 +88,13 @@ class RFTConfig(SFTConfig, GRMTrainingArguments):
     )
     sample_max_new_tokens: int = field(default=1024, metadata={"help": "Generation budget per judgement."})
     sample_chunk_size: int = field(default=64, metadata={"help": "Examples sent to the backend per call."})
+    sample_replicas: int = field(
+        default=0, metadata={"help": "0: sample in this process; N: on N GRM replicas on a Ray cluster (grm[ray])."}
+    )
+    sample_ray_address: str | None = field(
+        default=None, metadata={"help": "Ray cluster for sample_replicas (e.g. auto; default: a local one)."}
+    )
+    sample_gpus_per_replica: float = field(default=0, metadata={"help": "GPUs each sampling replica holds."})
     rft_data_dir: str | None = field(
         default=None, metadata={"help": "Folder for records/sft/stats (default: OUTPUT_DIR/rft_data)."}
     )
@@ -363,13 +370,20 @@ def run_rft(config: RFTConfig) -> RFTStats:
                 f"RFT sampling runs in one process: build the SFT set first (skip_training: true, no accelerate "
                 f"launch), then launch training; {stats_path} is written when sampling is complete"
             )
-        rm = GRM.from_pretrained(
-            config.model_name_or_path,
-            config.sample_backend,
-            template=config.template,  # None: the model's saved template, else default (as resolve_template)
-            max_new_tokens=config.sample_max_new_tokens,
+        grm_kwargs = {
+            "template": config.template,  # None: the model's saved template, else default (as resolve_template)
+            "max_new_tokens": config.sample_max_new_tokens,
             **(config.sample_backend_kwargs or {}),
-        )
+        }
+        if config.sample_replicas:  # the engine is N replicas on Ray; rm.backend.close() below releases them
+            from grm.distributed import Replica, ray_grm
+
+            replica = Replica(
+                config.model_name_or_path, config.sample_backend, grm_kwargs, num_gpus=config.sample_gpus_per_replica
+            )
+            rm, _ = ray_grm(replica, replicas=config.sample_replicas, address=config.sample_ray_address)
+        else:
+            rm = GRM.from_pretrained(config.model_name_or_path, config.sample_backend, **grm_kwargs)
         load_stats = LoadStats()
         examples = iter_examples(
             config.data_path,
