@@ -77,19 +77,11 @@ class Replica:
 
 class _RowScorer:
     """One replica in ``map_batches``: loads the GRM once, then turns each batch of read records (``key``,
-    ``where``, pickled ``row``, read ``error``) into output rows (pickled, with their ``key``). A job uses a
-    subclass made by :meth:`bound`, which carries the job's settings in the class: constructor arguments would be
-    kept in the object store, and a replica restarted after they were lost could not start."""
+    ``where``, pickled ``row``, read ``error``) into output rows (pickled, with their ``key``)."""
 
-    setup: tuple[Replica, Columns, dict[str, Any]]
-
-    @classmethod
-    def bound(cls, replica: Replica, columns: Columns, options: Mapping[str, Any]) -> type[_RowScorer]:
-        return type(cls.__name__, (cls,), {"setup": (replica, columns, dict(options))})
-
-    def __init__(self) -> None:
-        replica, self.columns, self.options = self.setup
+    def __init__(self, replica: Replica, columns: Columns, options: Mapping[str, Any]) -> None:
         self.rm, self.meta_rm = replica.load()
+        self.columns, self.options = columns, dict(options)
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         records = batch.to_pylist()
@@ -156,7 +148,8 @@ def score_on_ray(
     try:
         records = _read(data, split, subset, set(done), batch_size) if source else _keyed(data, key, set(done))
         scored = records.map_batches(
-            _RowScorer.bound(replica, columns or Columns(), options),
+            _RowScorer,
+            fn_constructor_args=(replica, columns or Columns(), options),
             batch_size=batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=1),
@@ -202,6 +195,8 @@ def connect(address: str | None, num_cpus: float, verbose: bool = False) -> bool
     context.enable_auto_log_stats = False
     if ray.is_initialized():
         return False
+    if not verbose:  # Ray's C++ core logs notes at error level to the terminal (e.g. on every actor pool's start)
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": level}
     if address is None:
         kwargs["num_cpus"] = max(os.cpu_count() or 1, math.ceil(num_cpus))
