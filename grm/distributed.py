@@ -195,8 +195,6 @@ def connect(address: str | None, num_cpus: float, verbose: bool = False) -> bool
     context.enable_auto_log_stats = False
     if ray.is_initialized():
         return False
-    if not verbose:  # Ray's C++ core logs notes at error level to the terminal (e.g. on every actor pool's start)
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": verbose, "logging_level": level}
     if address is None:
         kwargs["num_cpus"] = max(os.cpu_count() or 1, math.ceil(num_cpus))
