@@ -141,3 +141,22 @@ def test_grm_eval_and_meta_rm_data_on_ray_equal_one_process(cluster, tmp_path):
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert ray.available_resources().get("CPU", 0) == 2  # each command released its replicas
+
+
+def test_rft_sampling_on_ray_equals_one_process(cluster, tmp_path):
+    from spct_helpers import build_first_wins_grm
+
+    model, template, data = build_first_wins_grm(tmp_path)
+    records = []
+    for replicas in (0, 2):
+        out = tmp_path / f"out{replicas}"
+        config = tmp_path / f"rft{replicas}.yaml"
+        config.write_text(
+            f"model_name_or_path: {model}\ndata_path: {data}\ntemplate: {template}\noutput_dir: {out}\n"
+            "n_rft: 2\nseed: 0\nsample_max_new_tokens: 30\nsample_backend_kwargs: {progress: false}\n"
+            f"hinted_sampling: fallback\nskip_training: true\nuse_cpu: true\nsample_replicas: {replicas}\n"
+        )
+        assert main(["train", "rft", "--config", str(config)]) == 0
+        records.append([rows(out / "rft_data" / name) for name in ("records.jsonl", "sft.jsonl")])
+    assert len(records[0][0]) == 4 and any(s["hinted"] for r in records[0][0] for s in r["samples"])
+    assert records[1] == records[0]  # unhinted and hinted samples, kept rows: as in one process
