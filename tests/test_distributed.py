@@ -160,3 +160,26 @@ def test_rft_sampling_on_ray_equals_one_process(cluster, tmp_path):
         records.append([rows(out / "rft_data" / name) for name in ("records.jsonl", "sft.jsonl")])
     assert len(records[0][0]) == 4 and any(s["hinted"] for r in records[0][0] for s in r["samples"])
     assert records[1] == records[0]  # unhinted and hinted samples, kept rows: as in one process
+
+
+def test_a_ray_dataset_is_keyed_by_its_id_column_and_resumes(cluster, tmp_path):
+    from grm import GRM
+    from grm.distributed import Replica, score_on_ray
+    from grm.isolation import score_rows
+    from grm.rows import row_item
+
+    examples = make_examples(3, 33)
+    items = [{"id": f"q{i}", "query": e.query, "responses": e.responses} for i, e in enumerate(examples)]
+    dataset = ray.data.from_items(items)
+    out = tmp_path / "out.jsonl"
+    local = score_rows(
+        GRM.from_pretrained(progress=False),
+        [(it["id"], f"id {it['id']}", row_item(it, f"id {it['id']}")) for it in items],
+        seed=5,
+    )
+    out.write_text(json.dumps(local[1]) + "\n")  # one row done before
+    stats = score_on_ray(dataset, out, Replica(), replicas=2, batch_size=1, progress=False, seed=5)
+    assert (stats.scored, stats.skipped) == (2, 1)
+    assert sorted(rows(out), key=lambda r: r["index"]) == local  # seeded by the id, as score_batch(keys=ids)
+    with pytest.raises(Exception, match="no 'key' column to key its rows by"):
+        score_on_ray(dataset, tmp_path / "other.jsonl", Replica(), replicas=1, key="key", progress=False)
