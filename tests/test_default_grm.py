@@ -35,8 +35,8 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
         flags += [f"--{stage}_config", str(tmp_path / f"{stage}.yaml")]
     out, report, ship = tmp_path / "run", tmp_path / "report", tmp_path / "ship"
     sizes = "--sft_examples 1600 --rft_examples 24 --grpo_examples 4 --meta_rm_examples 8 --meta_rm_k 2 "
-    sizes += "--eval_examples 8 --eval_k 4 --eval_stage_k 2 --eval_draws 2 --eval_bootstrap 0 --hidden_size 64 --num_layers 2 "
-    sizes += "--intermediate_size 64 --max_new_tokens 176 --torch_threads 1"
+    sizes += "--eval_examples 8 --eval_k 4 --eval_stage_k 2 --eval_draws 2 --eval_bootstrap 0 "
+    sizes += "--hidden_size 64 --num_layers 2 --intermediate_size 64 --max_new_tokens 176 --torch_threads 1"
     argv = ["train", "default-grm", "--config", str(ROOT / "training" / "configs" / "default_grm.yaml")]
     argv += ["--output_dir", str(out), "--report_dir", str(report), "--ship_dir", str(ship), *sizes.split(), *flags]
     assert main(argv) == 0
