@@ -81,8 +81,10 @@ def build_dataset(
     unique best among n >= 2) are logged and skipped.
     """
     options = resolve_options(options, overrides, default=ScoringOptions(k=8))
-    if options.adaptive:
-        raise ValueError("build_dataset labels all k judgements of every example; adaptive=True would draw fewer")
+    if options.in_rounds:
+        raise ValueError(
+            "build_dataset labels all k judgements of every example; adaptive=True or a budget would draw fewer"
+        )
     k = options.k
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
