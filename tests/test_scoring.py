@@ -185,7 +185,7 @@ def test_callers_take_options_whole_and_refuse_what_cannot_work(tmp_path):
         GRMVerifier(rm, ScoringOptions(k=4, k_meta=2))
     with pytest.raises(ValueError, match="adaptive=True would draw fewer"):
         build_dataset(rm, [], tmp_path / "d.jsonl", ScoringOptions(k=4, adaptive=True))
-    with pytest.raises(ValueError, match="or a budget would draw fewer"):
+    with pytest.raises(ValueError, match="so would a budget"):
         build_dataset(rm, [], tmp_path / "d.jsonl", ScoringOptions(k=4, budget=0.5))
     reward = GRMReward(rm, ScoringOptions(k=2, seed=5), n_max=2)
     assert reward(["p"] * 3, ["a", "bbb", "cc"]) == pytest.approx([0.0, 2 / 9, 1 / 9])
