@@ -430,6 +430,8 @@ class ScoringPlan:
         share of it, and each later round goes to the least settled items while it lasts: highest estimated risk
         first (then position), only those whose risk is at least :data:`LEAST_SETTLED` times the highest, so that
         items already nearly certain do not take samples a close item could use."""
+        if not active:  # every item decided (with budget to spare)
+            return []
         k = self.options.k
         size = min(k, self.options.adaptive_round) if self.options.in_rounds else k
         left = None if self.budget is None else self.budget - self.spent

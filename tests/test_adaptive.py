@@ -360,3 +360,10 @@ def test_the_grm_verifier_passes_adaptive_compute_through():
     assert clear.scores[0] > clear.scores[1] and clear.n_tokens == 4 * 7 < close.n_tokens == 16 * 7
     with pytest.raises(ValueError, match="risk applies to adaptive scoring"):
         GRMVerifier(GRM(SlotJudge()), k=4, risk=0.1)
+
+
+def test_a_budget_left_over_when_every_item_is_decided_ends_the_call():
+    backend, seen = streamed({"a": [[10, 1]], "b": [[1, 10]]})
+    items = [("a", ["x", "y"]), ("b", ["x", "y"])]
+    rs = GRM(backend).score_batch(items, k=8, shuffle=False, seed=0, budget=16, adaptive=True, risk=0.05)
+    assert [r.best for r in rs] == [0, 1] and [len(r.judgements) for r in rs] == [4, 4] and sum(seen.values()) == 8
