@@ -136,6 +136,8 @@ def score_on_ray(
     if replicas < 1 or batch_size < 1:
         raise ValueError(f"replicas and batch_size must be >= 1, got {replicas} and {batch_size}")
     source = None if isinstance(data, ray.data.Dataset) else Source(data, split=split, name=subset)
+    if source is None and key not in (data.columns() or [key]):  # columns() is None when Ray cannot tell cheaply
+        raise ValueError(f"the dataset has no {key!r} column to key its rows by; it has {data.columns()}")
     if source is not None and split is None and len(source.splits) > 1:
         raise ValueError(f"{data} has the splits {source.splits}: choose one")
     out = ScoreOutput(output)
@@ -255,8 +257,6 @@ def _keyed(dataset: ray.data.Dataset, key: str, done: set[Any]) -> ray.data.Data
 
 
 def _dataset_records(batch: pa.Table, key: str, done: set[Any]) -> pa.Table:
-    if key not in batch.column_names:
-        raise ValueError(f"the dataset has no {key!r} column to key its rows by; it has {batch.column_names}")
     chunk = []
     for row in batch.to_pylist():
         row_key = row[key]

@@ -181,5 +181,5 @@ def test_a_ray_dataset_is_keyed_by_its_id_column_and_resumes(cluster, tmp_path):
     stats = score_on_ray(dataset, out, Replica(), replicas=2, batch_size=1, progress=False, seed=5)
     assert (stats.scored, stats.skipped) == (2, 1)
     assert sorted(rows(out), key=lambda r: r["index"]) == local  # seeded by the id, as score_batch(keys=ids)
-    with pytest.raises(Exception, match="no 'key' column to key its rows by"):
+    with pytest.raises(ValueError, match="no 'key' column to key its rows by"):
         score_on_ray(dataset, tmp_path / "other.jsonl", Replica(), replicas=1, key="key", progress=False)
