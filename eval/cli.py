@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from grm.cli import add_meta_args, add_model_args, add_ray_args, open_scorer
+from grm.cli import adaptive_options, add_adaptive_args, add_meta_args, add_model_args, add_ray_args, open_scorer
 from grm.eval.benchmarks import BENCHMARKS
 from grm.eval.diagnostics import CHECKS, parse_checks
 
@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="evaluate a GRM on a reward-model benchmark",
         description="Score a benchmark (local JSON/JSONL/parquet file or folder, or a hub dataset name) with a "
         f"GRM, cache every judgement in OUTPUT/{CACHE_FILE} (re-running resumes), and write result.json, report.md "
-        "and curves.png (voting@k for every k up to K, from the K cached judgements).",
+        "and curves.png (voting@k for every k up to K, from the K cached judgements). With --adaptive or --budget "
+        "each item draws up to K judgements and is scored by its own vote; the report gives the judgements drawn "
+        "and no curves.",
     )
     add_model_args(p)
     p.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS), help="which benchmark and scoring rule")
@@ -36,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, help="folder for the cache and the report")
     add_meta_args(p)
     add_ray_args(p)
+    add_adaptive_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed for shuffling, sampling, draws and tie-breaks")
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for k=1, 0.5 for k>1")
     p.add_argument("--split", default=None, help="dataset split (default: the benchmark's)")
@@ -72,10 +75,12 @@ def _eval_command(args: argparse.Namespace) -> int:
     data = args.data or bench.hub_id
     if data is None:
         raise ValueError(f"--data is required for {bench.name}: it has no default hub dataset")
-    # read the first item before loading any model, so that bad data fails fast
+    # check the options and read the first item before loading any model, so that bad input fails fast
+    options = ScoringOptions(
+        k=args.k, seed=args.seed, temperature=args.temperature, k_meta=args.k_meta, **adaptive_options(args)
+    )
     next(iter(bench.items(data, split=args.split, name=args.name)), None)
     with open_scorer(args) as (scorer, meta_rm):  # with --ray: replicas on a Ray cluster
-        options = ScoringOptions(k=args.k, seed=args.seed, temperature=args.temperature, k_meta=args.k_meta)
         result = evaluate(
             bench,
             data,
@@ -93,14 +98,17 @@ def _eval_command(args: argparse.Namespace) -> int:
             diagnose_sample=args.diagnose_sample,
         )
     paths = write_report(result, args.output)
+    drawn = f", {result.compute['judgements_per_item']:.2f} judgements per item" if result.adaptive else ""
     logger.info(
-        "%s %s: %.1f (%s@%d, %d items); report in %s",
+        "%s %s: %.1f (%s@%d%s, %d items%s); report in %s",
         result.benchmark,
         result.headline_key,
         100 * result.headline,
         result.mode,
         result.k,
+        " adaptive" if result.adaptive else "",
         result.n_items,
+        drawn,
         paths["markdown"],
     )
     for check, d in result.diagnostics.items():

@@ -18,13 +18,15 @@ import numpy as np
 from grm.metrics import average_ranks as average_ranks  # re-exported: eval's metrics, shared with training
 from grm.metrics import roc_auc as roc_auc
 from grm.types import Judgement
-from grm.voting import vote
+from grm.voting import Vote, vote
 
 
 @dataclass
 class Judged:
     """One judged item, kept small: its subset, ground truth, judgements (text dropped) and meta scores, with
-    its id and its responses' lengths in characters (for the length diagnostic)."""
+    its id and its responses' lengths in characters (for the length diagnostic). A GRM's item also keeps its own
+    vote (the Reward's: what an adaptive run is scored by), the judgements it drew (resamples included) and the
+    tokens of the judgements it kept (None when the backend recorded none)."""
 
     subset: str
     truth: list[float]
@@ -32,6 +34,9 @@ class Judged:
     meta: list[float] | None = None
     id: str = ""
     lengths: list[int] | None = None
+    vote: Vote | None = None
+    n_drawn: int | None = None
+    n_tokens: int | None = None
 
 
 def vote_values(
@@ -70,6 +75,17 @@ def vote_values(
             )
             out[d, i] = value(v, item.truth)
     return out
+
+
+def own_values(judged: Sequence[Judged], value: Callable, *, width: int = 1) -> np.ndarray:
+    """Per-item ``value(vote, truth)`` of each item's own vote (as its Reward made it, over the judgements it
+    drew): shape (items,), or (items, width)."""
+    missing = [item.id for item in judged if item.vote is None]
+    if missing:
+        raise ValueError(f"items {missing[:3]} have no vote of their own (judged by a scalar reward function?)")
+    return np.array([value(item.vote, item.truth) for item in judged], dtype=float).reshape(
+        (len(judged),) if width == 1 else (len(judged), width)
+    )
 
 
 def mean_summary(summaries: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -17,15 +17,19 @@ MODE_NAMES = {"voting": "Voting", "metarm": "MetaRM"}
 
 def write_report(result: EvalResult, output_dir: str | Path) -> dict[str, Path]:
     """Write ``result.json``, ``report.md`` and ``curves.png`` (voting@k and MetaRM@k) into ``output_dir``; the
-    plot needs matplotlib (``pip install "grm[eval]"``), without which it is skipped with a warning."""
+    plot needs matplotlib (``pip install "grm[eval]"``), without which it is skipped with a warning. An adaptive
+    run has no curves and no plot."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "result.json", "markdown": out / "report.md", "curves": out / "curves.png"}
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    try:
-        plot_curves(result, paths["curves"])
-    except ImportError as e:
-        logger.warning("%s not written: %s (pip install 'grm[eval]' for the plot)", paths.pop("curves"), e)
+    if result.adaptive:
+        del paths["curves"]
+    else:
+        try:
+            plot_curves(result, paths["curves"])
+        except ImportError as e:
+            logger.warning("%s not written: %s (pip install 'grm[eval]' for the plot)", paths.pop("curves"), e)
     curves_file = paths["curves"].name if "curves" in paths else None
     paths["markdown"].write_text(markdown(result, curves_file=curves_file), encoding="utf-8")
     logger.info("report written to %s", out)
@@ -33,10 +37,10 @@ def write_report(result: EvalResult, output_dir: str | Path) -> dict[str, Path]:
 
 
 def column(result: EvalResult, mode: str, k: int | None = None) -> str:
-    """``Voting@8``, ``MetaRM@4``; ``Score`` for a scalar reward function."""
+    """``Voting@8``, ``MetaRM@4``, ``Voting@8 (adaptive)``; ``Score`` for a scalar reward function."""
     if result.config.get("scorer") == "scalar":
         return "Score"
-    return f"{MODE_NAMES[mode]}@{result.k if k is None else k}"
+    return f"{MODE_NAMES[mode]}@{result.k if k is None else k}" + (" (adaptive)" if result.adaptive else "")
 
 
 def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> str:
@@ -56,6 +60,7 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
         f"| judgements per item (k) | {result.k} |",
         f"| unreadable judgements | {result.n_invalid} of {result.n_judgements} |",
         f"| items with no readable judgement | {result.n_unscored} |",
+        *_compute_rows(result.compute),
         "",
         "## Scores",
         "",
@@ -73,7 +78,17 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
             modes,
             lambda key: [key.removeprefix("subsets/"), str(result.subset_sizes.get(key.removeprefix("subsets/"), ""))],
         )
-    if result.config.get("scorer") != "scalar":
+    if result.adaptive:
+        c = result.config
+        lines += [
+            "",
+            "## Voting@k",
+            "",
+            f"Not computed: this run was adaptive (risk {c.get('risk', 0)}, budget {c.get('budget')}), so each item "
+            f"drew its own number of judgements, up to k={result.k}, and is scored by its own vote over them; "
+            "voting@k needs k judgements of every item.",
+        ]
+    elif result.config.get("scorer") != "scalar":
         lines += ["", f"## {' and '.join(f'{MODE_NAMES[m]}@k' for m in modes)} ({result.headline_key})", ""]
         lines += ["| k | " + " | ".join(f"{MODE_NAMES[m]}@k" for m in modes) + " |", "|---" * (len(modes) + 1) + "|"]
         for k in range(1, result.k + 1):
@@ -81,7 +96,7 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
             lines.append(f"| {k} | " + " | ".join(row) + " |")
         draws = result.config.get("draws", "?")
         lines += ["", f"Each point votes k of the {result.k} judgements per item, averaged over {draws} draws."]
-    if curves_file:
+    if curves_file and not result.adaptive:
         lines += ["", f"![{result.benchmark} voting@k]({curves_file})"]
     if result.diagnostics:
         lines += ["", *diagnostics_markdown(result.diagnostics, result)]
@@ -92,7 +107,8 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
     """The ``## Diagnostics`` section: one table per check, values with their 95% bootstrap intervals."""
     lines = ["## Diagnostics", ""]
     grm = result is None or result.config.get("scorer") != "scalar"
-    scorer = f"the GRM's voted mean score (k={result.k if result else '?'})" if grm else "the reward function"
+    k = "?" if result is None else f"{result.k}, adaptive" if result.adaptive else result.k
+    scorer = f"the GRM's voted mean score (k={k})" if grm else "the reward function"
     if (d := diagnostics.get("length")) is not None:
         c = d.counts
         lines += _section(
@@ -159,6 +175,19 @@ def diagnostics_markdown(diagnostics: dict[str, Diagnosis], result: EvalResult |
             lines.append(f"| {name or 'all'} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _compute_rows(compute: dict[str, float]) -> list[str]:
+    """The report's rows on what the judgements cost (a GRM's run only)."""
+    if not compute:
+        return []
+    rows = [
+        f"| judgements drawn per item | {compute['judgements_per_item']:.2f} "
+        f"({compute['judgements_drawn']:.0f} in all, resamples included) |"
+    ]
+    if "tokens" in compute:
+        rows.append(f"| tokens per item | {compute['tokens_per_item']:.0f} ({compute['tokens']:.0f} in all) |")
+    return rows
 
 
 def _section(title: str, text: str) -> list[str]:

@@ -1,5 +1,6 @@
 """``evaluate``: score a benchmark with a GRM (or any scalar reward function), cache every judgement, and compute
-the benchmark's scores, bootstrap intervals and voting@k / MetaRM@k curves."""
+the benchmark's scores, bootstrap intervals and voting@k / MetaRM@k curves (or, with adaptive compute, the scores
+of each item's own vote and the judgements it drew)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ from tqdm.auto import tqdm
 from grm.eval.base import Benchmark, EvalItem, Table
 from grm.eval.benchmarks import get_benchmark
 from grm.eval.diagnostics import Diagnosis, ItemSample, parse_checks, run_diagnostics
-from grm.eval.metrics import Judged, bootstrap_intervals, mean_summary, vote_values
+from grm.eval.metrics import Judged, bootstrap_intervals, mean_summary, own_values, vote_values
 from grm.eval.scoring import is_grm, judge
 from grm.jsonl import JsonlWriter, load_finished
 from grm.scoring import JudgementRater, ScoringOptions, resolve_options
 from grm.seeding import random_seed
 from grm.types import Judgement, Reward
+from grm.voting import Vote
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,12 @@ class EvalResult:
     ``k`` judgements per item, for mode ``voting`` and, when meta scores were cached, ``metarm``;
     ``intervals[mode][key]`` their bootstrap intervals; ``curves[mode][k]`` the same scores from ``k`` judgements.
     Fractions in 0..1 (accuracy, or ROC-AUC when ``metric`` says so); NaN where undefined.
+
+    An ``adaptive`` run (adaptive compute or a budget: up to ``k`` judgements per item) scores each item by its
+    own vote over the judgements it drew, in one mode (``metarm`` with a meta RM, whose vote it is, else
+    ``voting``), and has no curves (voting k of an item's judgements needs k of them). ``compute`` says what a
+    GRM's judgements cost: ``judgements_drawn`` (resamples included) and ``judgements_per_item``, and where the
+    backend recorded them ``tokens`` and ``tokens_per_item`` (of the judgements kept, over the items with a count).
     """
 
     benchmark: str
@@ -54,6 +62,8 @@ class EvalResult:
     config: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Diagnosis] = field(default_factory=dict)
     """Bias and reward-hacking checks (``length``, ``position``, ``injection``) when asked for."""
+    adaptive: bool = False
+    compute: dict[str, float] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -66,7 +76,7 @@ class EvalResult:
 
     @property
     def headline(self) -> float:
-        """The benchmark's main number (e.g. RewardBench's overall) with all k judgements."""
+        """The benchmark's main number (e.g. RewardBench's overall) with all k judgements (adaptive: as drawn)."""
         return self.scores[self.mode].get(self.headline_key, math.nan)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +120,11 @@ def evaluate(
     ``draws`` times per item; intervals come from ``n_bootstrap`` resamples of the items (of whole units, see
     :meth:`Benchmark.unit`).
 
+    Options that draw in rounds (``adaptive``, with its ``risk``, or a ``budget``, which is per ``score_batch``
+    call: ``chunk_size`` items) make an adaptive run: an item may stop before ``k``, its cache row holds the
+    judgements it drew, and it is scored by its own vote (see :class:`EvalResult`); its cache resumes adaptive
+    runs only, with the same ``k``, and a fixed-k run refuses it.
+
     ``diagnose`` names bias checks (``"length"``, ``"position"``, ``"injection"``, or a comma-separated string) run
     beside the scores, see :mod:`grm.eval.diagnostics`; position and injection re-score ``diagnose_sample`` items
     drawn at random (seeded), cached next to ``cache`` (``<cache stem>.diagnostics.jsonl``).
@@ -137,6 +152,7 @@ def evaluate(
     grm_only = [name for name in grm_only if getattr(options, name) != getattr(ScoringOptions, name)]
     if not grm_scorer and grm_only:
         raise ValueError(f"options {grm_only} apply to a GRM only")
+    adaptive = options.in_rounds
 
     cached = _load_cache(cache) if cache is not None else {}
     judged: list[Judged | None] = []
@@ -151,7 +167,7 @@ def evaluate(
             return
         outcomes = judge(scorer, [it for _, it in pending], options, meta_rm=meta_rm)
         for (position, it), outcome in zip(pending, outcomes):
-            row, item_judged = _row(it, outcome), _judged(it, outcome)
+            row, item_judged = _row(it, outcome, k, adaptive), _judged(it, outcome)
             if writer is not None:
                 writer.write(row)
             judged[position] = item_judged
@@ -169,7 +185,8 @@ def evaluate(
                 sample.offer(item)
                 judged.append(None)
                 if item.id in cached:
-                    judged[position] = _judged_from_cache(cached.pop(item.id), item, k, grm_scorer, meta_rm, cache)
+                    entry = cached.pop(item.id)
+                    judged[position] = _judged_from_cache(entry, item, k, grm_scorer, meta_rm, cache, adaptive)
                     n_cached += 1
                     bar.update(1)
                 else:
@@ -209,6 +226,7 @@ def evaluate(
         n_bootstrap=n_bootstrap,
         config=config,
         progress=progress,
+        adaptive=adaptive,
     )
     if checks:
         config.update(diagnose=list(checks), diagnose_sample=diagnose_sample)
@@ -238,8 +256,10 @@ def score_judged(
     n_bootstrap: int = 1000,
     config: dict[str, Any] | None = None,
     progress: bool = True,
+    adaptive: bool = False,
 ) -> EvalResult:
-    """Scores, intervals and voting@k (and MetaRM@k when every item has meta scores) for judged items."""
+    """Scores, intervals and voting@k (and MetaRM@k when every item has meta scores) for judged items; with
+    ``adaptive``, the scores and intervals of each item's own vote, in its one mode, and no curves."""
     subsets = list(dict.fromkeys(j.subset for j in judged))
     code = {s: c for c, s in enumerate(subsets)}
     codes = np.array([code[j.subset] for j in judged])
@@ -251,12 +271,18 @@ def score_judged(
     def table(values: np.ndarray) -> Table:
         return Table(subsets, codes, values, labels, ids, units)
 
-    modes = ["voting"] + (["metarm"] if all(j.meta is not None for j in judged) else [])
+    rated = all(j.meta is not None for j in judged)
+    modes = (["metarm"] if rated else ["voting"]) if adaptive else ["voting"] + (["metarm"] if rated else [])
     scores: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
     curves: dict[str, dict[int, dict[str, float]]] = {}
-    with tqdm(total=len(modes) * k, desc="voting@k", unit="k", disable=not progress) as bar:
+    with tqdm(total=len(modes) * k, desc="voting@k", unit="k", disable=not progress or adaptive) as bar:
         for mode in modes:
+            if adaptive:  # an item's own vote (meta-guided when rated): there are no k of its judgements to draw
+                mean_table = table(own_values(judged, bench.value, width=bench.width))
+                scores[mode] = bench.summarize(mean_table)
+                intervals[mode] = _intervals(bench, mean_table, units, n_bootstrap, seed)
+                continue
             curves[mode] = {}
             for kk in range(1, k + 1):
                 scaled = None if k_meta is None else max(1, round(kk * k_meta / k))
@@ -274,13 +300,7 @@ def score_judged(
                 bar.update(1)
             mean_table = table(values.mean(axis=0))
             scores[mode] = curves[mode][k]
-            intervals[mode] = bootstrap_intervals(
-                lambda index, copies, t=mean_table: bench.summarize(t.take(index, copies)),
-                mean_table.groups(),
-                units=units,
-                n=n_bootstrap,
-                seed=seed,
-            )
+            intervals[mode] = _intervals(bench, mean_table, units, n_bootstrap, seed)
     n_valid = [sum(j.valid for j in item.judgements) for item in judged]
     return EvalResult(
         benchmark=bench.name,
@@ -295,13 +315,44 @@ def score_judged(
         n_invalid=sum(len(item.judgements) - v for item, v in zip(judged, n_valid)),
         n_unscored=sum(v == 0 for v in n_valid),
         config=config or {},
+        adaptive=adaptive,
+        compute=_compute(judged),
     )
 
 
-def _row(item: EvalItem, outcome: Reward | list[float]) -> dict[str, Any]:
+def _intervals(
+    bench: Benchmark, table: Table, units: np.ndarray, n_bootstrap: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    return bootstrap_intervals(
+        lambda index, copies: bench.summarize(table.take(index, copies)),
+        table.groups(),
+        units=units,
+        n=n_bootstrap,
+        seed=seed,
+    )
+
+
+def _compute(judged: Sequence[Judged]) -> dict[str, float]:
+    """What a GRM's judgements cost (see :class:`EvalResult`); empty for a scalar reward function."""
+    drawn = [j.n_drawn for j in judged]
+    if not drawn or any(d is None for d in drawn):
+        return {}
+    total = sum(drawn)  # type: ignore[arg-type]
+    out: dict[str, float] = {"judgements_drawn": total, "judgements_per_item": total / len(drawn)}
+    tokens = [j.n_tokens for j in judged if j.n_tokens is not None]
+    if tokens:
+        out.update(tokens=sum(tokens), tokens_per_item=sum(tokens) / len(tokens))
+    return out
+
+
+def _row(item: EvalItem, outcome: Reward | list[float], k: int, adaptive: bool) -> dict[str, Any]:
+    """An item's cache row: ``k`` is the k asked for (a fixed-k row holds that many judgements, an ``adaptive``
+    row up to that many)."""
     row: dict[str, Any] = {"id": item.id, "subset": item.subset}
     if isinstance(outcome, Reward):
-        row.update(k=len(outcome.judgements), reward=outcome.to_dict())
+        row.update(k=k, reward=outcome.to_dict())
+        if adaptive:
+            row["adaptive"] = True
     else:
         row["scores"] = outcome
     return row
@@ -314,8 +365,18 @@ def _light(judgements: Sequence[Judgement]) -> list[Judgement]:
 
 def _judged(item: EvalItem, outcome: Reward | list[float]) -> Judged:
     if isinstance(outcome, Reward):
-        return _item_judged(item, _light(outcome.judgements), outcome.meta_scores)
+        own = Vote(outcome.rewards, outcome.mean, outcome.best, outcome.kept)
+        tokens = _tokens(j.n_tokens for j in outcome.judgements)
+        judged = _item_judged(item, _light(outcome.judgements), outcome.meta_scores)
+        judged.vote, judged.n_drawn, judged.n_tokens = own, outcome.n_drawn, tokens
+        return judged
     return _item_judged(item, [Judgement(text="", scores=outcome)])  # type: ignore[arg-type]
+
+
+def _tokens(counts: Any) -> int | None:
+    """The sum of the recorded token counts (None ones skipped); None when none was recorded."""
+    recorded = [n for n in counts if n is not None]
+    return sum(recorded) if recorded else None
 
 
 def _item_judged(item: EvalItem, judgements: list[Judgement], meta: list[float] | None = None) -> Judged:
@@ -335,27 +396,60 @@ def _compact(row: dict[str, Any], path: str | Path) -> dict[str, Any]:
     if "reward" in row:
         reward = row["reward"]
         judgements = [Judgement(text="", scores=j["scores"], error=j["error"]) for j in reward["judgements"]]
-        return {"k": row["k"], "judgements": judgements, "meta": reward.get("meta_scores")}
+        return {
+            "k": row["k"],
+            "adaptive": bool(row.get("adaptive")),
+            "judgements": judgements,
+            "meta": reward.get("meta_scores"),
+            "vote": Vote(reward["rewards"], reward["mean"], reward["best"], reward["kept"]),
+            "n_drawn": len(judgements) + reward.get("n_retries", 0),
+            "n_tokens": _tokens(j.get("n_tokens") for j in reward["judgements"]),
+        }
     if "scores" in row:
         return {"k": None, "judgements": [Judgement(text="", scores=row["scores"])], "meta": None}
     raise ValueError(f"{path}: the row for id {row['id']!r} has neither 'reward' nor 'scores'; not a grm eval cache")
 
 
 def _judged_from_cache(
-    entry: dict[str, Any], item: EvalItem, k: int, grm_scorer: bool, meta_rm: Any, cache: str | Path | None
+    entry: dict[str, Any],
+    item: EvalItem,
+    k: int,
+    grm_scorer: bool,
+    meta_rm: Any,
+    cache: str | Path | None,
+    adaptive: bool = False,
 ) -> Judged:
     hint = "pass another cache (or --output) to start afresh"
+    where = f"{cache}: item {item.id!r}"
     if (entry["k"] is not None) != grm_scorer:
         made = "a GRM" if entry["k"] is not None else "a scalar reward function"
-        raise ValueError(f"{cache}: item {item.id!r} was judged by {made}, not by this scorer; {hint}")
-    if grm_scorer and entry["k"] != k:
-        raise ValueError(f"{cache}: item {item.id!r} has k={entry['k']} cached judgements, expected k={k}; {hint}")
-    if meta_rm is not None and entry["meta"] is None:
-        raise ValueError(f"{cache}: item {item.id!r} was judged without a meta RM; {hint}")
+        raise ValueError(f"{where} was judged by {made}, not by this scorer; {hint}")
+    if grm_scorer:
+        _check_cached_grm(entry, k, meta_rm, adaptive, where, hint)
     n = len(item.responses)
     if any(j.scores is not None and len(j.scores) != n for j in entry["judgements"]):
-        raise ValueError(f"{cache}: item {item.id!r} has cached scores for other than its {n} responses; {hint}")
-    return _item_judged(item, entry["judgements"], entry["meta"])
+        raise ValueError(f"{where} has cached scores for other than its {n} responses; {hint}")
+    judged = _item_judged(item, entry["judgements"], entry["meta"])
+    if grm_scorer:
+        judged.vote, judged.n_drawn, judged.n_tokens = entry["vote"], entry["n_drawn"], entry["n_tokens"]
+    return judged
+
+
+def _check_cached_grm(entry: dict[str, Any], k: int, meta_rm: Any, adaptive: bool, where: str, hint: str) -> None:
+    """ValueError when a GRM's cache row was not made as this run makes them: fixed k or adaptive, the same k,
+    with a meta RM or without (an adaptive row's vote is the meta RM's when it had one)."""
+    if entry["adaptive"] != adaptive:
+        made, this = ("adaptively", "a fixed-k run") if entry["adaptive"] else (f"with all k={entry['k']}", "adaptive")
+        raise ValueError(f"{where} was judged {made}, and this run is {this}; {hint}")
+    if not adaptive and entry["k"] != k:
+        raise ValueError(f"{where} has k={entry['k']} cached judgements, expected k={k}; {hint}")
+    if adaptive and (entry["k"] != k or not 1 <= len(entry["judgements"]) <= k):
+        got = len(entry["judgements"])
+        raise ValueError(f"{where} was judged adaptively with k={entry['k']} ({got} judgements), not k={k}; {hint}")
+    if meta_rm is not None and entry["meta"] is None:
+        raise ValueError(f"{where} was judged without a meta RM; {hint}")
+    if adaptive and meta_rm is None and entry["meta"] is not None:
+        raise ValueError(f"{where} was judged with a meta RM, which made its vote; this run has none; {hint}")
 
 
 def _json_safe(x: Any) -> Any:
