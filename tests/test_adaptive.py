@@ -367,3 +367,22 @@ def test_a_budget_left_over_when_every_item_is_decided_ends_the_call():
     items = [("a", ["x", "y"]), ("b", ["x", "y"])]
     rs = GRM(backend).score_batch(items, k=8, shuffle=False, seed=0, budget=16, adaptive=True, risk=0.05)
     assert [r.best for r in rs] == [0, 1] and [len(r.judgements) for r in rs] == [4, 4] and sum(seen.values()) == 8
+
+
+@pytest.mark.parametrize("budget", [0.5, 20])
+def test_grm_reward_keeps_its_budget_and_spends_it_on_close_groups(budget):
+    backend = SlotJudge(1.0)
+    reward = GRMReward(GRM(backend), k=16, budget=budget, seed=0)
+    prompts = ["apart"] * 2 + ["close"] * 2 + ["wide"] * 2
+    completions = ["r9 a", "r2 b", "r5.6 a", "r5.4 b", "r8 a", "r3 b"]
+    limit = budget if isinstance(budget, int) else math.floor(budget * 16 * 3)
+    logged = {}
+    for _ in range(3):  # every call keeps the budget
+        before = Counter(backend.counts)
+        out = reward(prompts, completions, log_metric=logged.__setitem__)
+        spent = Counter({group: 0 for group in ("apart", "close", "wide")})
+        for key, n in (backend.counts - before).items():
+            spent[key[0]] += n
+        assert sum(spent.values()) <= limit and logged["grm/judgements_per_item"] == sum(spent.values()) / 3
+        assert spent["apart"] < spent["close"] and spent["wide"] < spent["close"], spent
+        assert out[0] > out[1] and out[4] > out[5]
