@@ -261,6 +261,7 @@ def test_report_and_json_carry_the_diagnostics(pairs, tmp_path):
 
 
 def test_grm_eval_diagnose_on_the_command_line(pairs, tmp_path, monkeypatch, caplog):
+    import contextlib
     import logging
 
     import grm.eval.cli
@@ -269,11 +270,12 @@ def test_grm_eval_diagnose_on_the_command_line(pairs, tmp_path, monkeypatch, cap
 
     loaded = []
 
-    def fake_load(args):
+    @contextlib.contextmanager
+    def fake_open(args):
         loaded.append(args)
-        return marker_grm()
+        yield marker_grm(), None
 
-    monkeypatch.setattr(grm.eval.cli, "load_grm", fake_load)
+    monkeypatch.setattr(grm.eval.cli, "open_scorer", fake_open)
     out = tmp_path / "out"
     args = ["eval", "--benchmark", "rewardbench", "--data", str(pairs), "--output", str(out), "--bootstrap", "20"]
     assert main([*args, "--diagnose", "length,position,injection", "--diagnose-sample", "4"]) == 0
