@@ -11,8 +11,8 @@ from grm.training import is_correct
 from grm.training.synthetic import TEMPLATE, make_examples, solve
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_GREEDY_ACCURACY = 0.55  # measured: 0.65 on this seed; random weights score about 0
-SHIPPED_META_AUC = 0.65  # measured: 0.73
+SHIPPED_GREEDY_ACCURACY = 0.55  # measured: 0.61 on this seed; random weights score about 0
+SHIPPED_META_AUC = 0.65  # measured: 0.72
 TOY_STEPS = {  # the shipped stage configs with few, small steps
     "sft": {"max_steps": 300, "learning_rate": 5.0e-3, "per_device_train_batch_size": 8, "save_steps": 150},
     "rft": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
