@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grm.metrics import Estimate, mean_interval, paired_difference
+from grm.scoring import SAMPLING_TEMPERATURE
 from grm.training.synthetic import KINDS
 
 if TYPE_CHECKING:
@@ -187,7 +188,8 @@ def _markdown(
         "",
         "Accuracy: an item is right when the right response alone has the most votes (the sum of its judgements' "
         "scores); a tie among t responses counts 1/t. Greedy is one judgement at temperature 0. Voting@k is the "
-        f"mean over disjoint runs of k of the sampled judgements (temperature 1; {c.eval_k} per item for the "
+        f"mean over disjoint runs of k of the sampled judgements (temperature {SAMPLING_TEMPERATURE}; {c.eval_k} per "
+        "item for the "
         f"shipped model, {c.eval_stage_k} for the earlier stages); MetaRM@k keeps the k/2 judgements of a run the "
         "meta RM rates highest. Intervals are 95% percentile bootstraps over items "
         f"({max(c.eval_bootstrap, 1)} resamples); a difference between two models is measured on the same items "

@@ -83,7 +83,8 @@ def build_dataset(
     options = resolve_options(options, overrides, default=ScoringOptions(k=8))
     if options.in_rounds:
         raise ValueError(
-            "build_dataset labels all k judgements of every example; adaptive=True would draw fewer, and so would a budget"
+            "build_dataset labels all k judgements of every example; "
+            "adaptive=True would draw fewer, and so would a budget"
         )
     k = options.k
     if chunk_size < 1:
