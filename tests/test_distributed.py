@@ -1,6 +1,10 @@
 """grm.distributed on a local Ray cluster (127.0.0.1, 2 CPUs) with two CPU replicas of the shipped GRM: the output
 equals a single-process ``grm score`` with the same seed, row for row, when a replica is killed mid-job and when a
-crashed job is resumed."""
+crashed job is resumed.
+
+Bitwise equality needs the same arithmetic on both sides (docs/scoring.md, Reproducibility): every run here uses
+the transformers backend with ``batch_size=1`` (no padding) and one torch thread (a replica with one CPU gets
+``OMP_NUM_THREADS=1`` from Ray; the in-process runs set it), else a greedy token at a near tie may flip."""
 
 import json
 import os
@@ -21,6 +25,19 @@ pytestmark = pytest.mark.slow
 ROWS = 7  # 5 synthetic items, a preference pair, a line that is not JSON
 
 
+ONE_ROW = ["--batch-size", "1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
@@ -39,7 +56,19 @@ def data(tmp_path_factory):
 
 
 def score(data, out, *extra):
-    argv = ["score", "--input", str(data / "in.jsonl"), "--output", str(out), "--seed", "3", "-k", "2", *extra]
+    argv = [
+        "score",
+        "--input",
+        str(data / "in.jsonl"),
+        "--output",
+        str(out),
+        "--seed",
+        "3",
+        "-k",
+        "2",
+        *ONE_ROW,
+        *extra,
+    ]
     return main(argv)
 
 
@@ -81,7 +110,15 @@ def test_a_replica_killed_mid_job_costs_only_its_batch(cluster, data, reference,
     killer = threading.Thread(target=kill_one_replica_after_the_first_row, daemon=True)
     killer.start()
     stats = score_on_ray(
-        data / "in.jsonl", out, Replica(), replicas=2, batch_size=1, progress=False, seed=3, k=2, shuffle=True
+        data / "in.jsonl",
+        out,
+        Replica(model_kwargs={"batch_size": 1}),
+        replicas=2,
+        batch_size=1,
+        progress=False,
+        seed=3,
+        k=2,
+        shuffle=True,
     )
     killer.join(timeout=5)
     assert killed and killed["rows_written_before"] < ROWS  # the replica died mid-job
@@ -122,7 +159,7 @@ def test_grm_eval_and_meta_rm_data_on_ray_equal_one_process(cluster, tmp_path):
     for extra in ([], ray_args):
         out = tmp_path / f"eval{len(extra)}"
         argv = ["eval", "--benchmark", "rewardbench", "--data", str(pairs), "-k", "2", "--seed", "1"]
-        assert main([*argv, "--bootstrap", "10", "--output", str(out), *meta, *extra]) == 0
+        assert main([*argv, "--bootstrap", "10", "--output", str(out), *meta, *ONE_ROW, *extra]) == 0
         caches.append(rows(out / "judgements.jsonl"))
     assert len(caches[0]) == 3 and all(len(c["reward"]["meta_scores"]) == 2 for c in caches[0])
     meta_scores = [[c["reward"].pop("meta_scores") for c in cache] for cache in caches]
@@ -134,7 +171,7 @@ def test_grm_eval_and_meta_rm_data_on_ray_equal_one_process(cluster, tmp_path):
     for extra in ([], ray_args):
         out = tmp_path / f"meta-rm-data{len(extra)}.jsonl"
         argv = ["train", "meta-rm-data", "--input", str(labelled), "--output", str(out), "-k", "2", "--seed", "0"]
-        assert main([*argv, *extra]) == 0
+        assert main([*argv, *ONE_ROW, *extra]) == 0
         outputs.append(rows(out))
     assert len(outputs[0]) == 6 and outputs[1] == outputs[0]
     deadline = time.monotonic() + 30
@@ -153,7 +190,7 @@ def test_rft_sampling_on_ray_equals_one_process(cluster, tmp_path):
         config = tmp_path / f"rft{replicas}.yaml"
         config.write_text(
             f"model_name_or_path: {model}\ndata_path: {data}\ntemplate: {template}\noutput_dir: {out}\n"
-            "n_rft: 2\nseed: 0\nsample_max_new_tokens: 30\nsample_backend_kwargs: {progress: false}\n"
+            "n_rft: 2\nseed: 0\nsample_max_new_tokens: 30\nsample_backend_kwargs: {progress: false, batch_size: 1}\n"
             f"hinted_sampling: fallback\nskip_training: true\nuse_cpu: true\nsample_replicas: {replicas}\n"
         )
         assert main(["train", "rft", "--config", str(config)]) == 0
@@ -173,12 +210,13 @@ def test_a_ray_dataset_is_keyed_by_its_id_column_and_resumes(cluster, tmp_path):
     dataset = ray.data.from_items(items)
     out = tmp_path / "out.jsonl"
     local = score_rows(
-        GRM.from_pretrained(progress=False),
+        GRM.from_pretrained(progress=False, batch_size=1),
         [(it["id"], f"id {it['id']}", row_item(it, f"id {it['id']}")) for it in items],
         seed=5,
     )
     out.write_text(json.dumps(local[1]) + "\n")  # one row done before
-    stats = score_on_ray(dataset, out, Replica(), replicas=2, batch_size=1, progress=False, seed=5)
+    replica = Replica(model_kwargs={"batch_size": 1})
+    stats = score_on_ray(dataset, out, replica, replicas=2, batch_size=1, progress=False, seed=5)
     assert (stats.scored, stats.skipped) == (2, 1)
     assert sorted(rows(out), key=lambda r: r["index"]) == local  # seeded by the id, as score_batch(keys=ids)
     with pytest.raises(ValueError, match="no 'key' column to key its rows by"):
