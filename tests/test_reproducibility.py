@@ -293,7 +293,8 @@ def test_a_seeded_server_request_gets_its_own_result_whatever_shares_its_batch()
     assert health["largest_batch"] > 1, "requests were batched together"
     for (q, r), answer in zip(ITEMS[:6], answers):
         alone = rm.score(q, r, k=3, seed=5)
-        assert answer.json() == {**alone.to_dict(), "normalized": alone.normalized(rm.score_range)}
+        expected_answer = {**alone.to_dict(), "normalized": alone.normalized(rm.score_range), "n_drawn": alone.n_drawn}
+        assert answer.json() == expected_answer
     expected = rm.score_batch([(p, ["!"]) for p in PROMPTS], k=3, seed=5)
     assert answers[-1].json()["rewards"] == [r.normalized(rm.score_range)[0] for r in expected]
 
