@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grm.metrics import Estimate, mean_interval, paired_difference
+from grm.rule import best_index
 from grm.scoring import SAMPLING_TEMPERATURE
 from grm.training.synthetic import KINDS
 
@@ -53,9 +54,9 @@ def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
     An item's votes are the sums of its judgements' scores; it is worth 1 when the right response alone has the
     most, ``1/t`` when it ties with ``t - 1`` others (a coin toss), else 0. Voting@k of a model with ``K`` samples
     per item is the mean over the ``K // k`` disjoint runs of k samples; MetaRM@k keeps the k/2 judgements of each
-    run its meta RM rates highest; Consistent@k votes only the judgements of each run that do not contradict
-    themselves (:func:`grm.training.synthetic.contradicts`; all of them when every one does): a selection rule a
-    meta RM could learn, as a yardstick.
+    run its meta RM rates highest; Consistent@K votes only the K judgements that do not contradict themselves
+    (:func:`grm.training.synthetic.contradicts`; all of them when every one does): a selection rule a meta RM could
+    learn, as a yardstick.
     """
     from grm.training.default_grm import MODELS, _read_jsonl
     from grm.training.synthetic import contradicts
@@ -69,23 +70,21 @@ def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
             "greedy": [_vote([j["scores"] for j in greedy[i]["judgements"]], t) for i, t in truth.items()]
         }
         n = pipeline.eval_k(name)
+        meta = all(sampled[i].get("meta_scores") for i in truth)
+        scores = {i: [j["scores"] for j in sampled[i]["judgements"]] for i in truth}
         for k in [k for k in TABLE_K if k <= n]:
-            values[f"Voting@{k}"] = []
-            meta = k >= 2 and all(sampled[i].get("meta_scores") for i in truth)
-            if meta:
-                values[f"MetaRM@{k}"] = []
-            values[f"Consistent@{k}"] = []
-            for i, t in truth.items():
-                scores = [j["scores"] for j in sampled[i]["judgements"]]
-                runs = [range(r * k, (r + 1) * k) for r in range(len(scores) // k)]
-                values[f"Voting@{k}"].append(float(np.mean([_vote([scores[s] for s in run], t) for run in runs])))
-                odd = [contradicts(j["text"] or "") for j in sampled[i]["judgements"]]
-                sane = [[s for s in run if not odd[s]] or list(run) for run in runs]
-                values[f"Consistent@{k}"].append(float(np.mean([_vote([scores[s] for s in ks], t) for ks in sane])))
-                if meta:
-                    rated = sampled[i]["meta_scores"]
-                    kept = [sorted(run, key=lambda s: -rated[s])[: k // 2] for run in runs]
-                    values[f"MetaRM@{k}"].append(float(np.mean([_vote([scores[s] for s in ks], t) for ks in kept])))
+            runs = {i: [range(r * k, (r + 1) * k) for r in range(len(scores[i]) // k)] for i in truth}
+            values[f"Voting@{k}"] = [_mean_vote(scores[i], runs[i], t) for i, t in truth.items()]
+            if meta and k >= 2:
+                kept = {
+                    i: [sorted(run, key=lambda s: -sampled[i]["meta_scores"][s])[: k // 2] for run in runs[i]]
+                    for i in truth
+                }
+                values[f"MetaRM@{k}"] = [_mean_vote(scores[i], kept[i], t) for i, t in truth.items()]
+        runs = {i: [range(n)] for i in truth}
+        odd = {i: [contradicts(j["text"] or "") for j in sampled[i]["judgements"]] for i in truth}
+        sane = {i: [[s for s in run if not odd[i][s]] or list(run) for run in runs[i]] for i in truth}
+        values[f"Consistent@{n}"] = [_mean_vote(scores[i], sane[i], t) for i, t in truth.items()]
         out[name] = {key: np.asarray(v) for key, v in values.items()}
     return out
 
@@ -97,6 +96,11 @@ def _cached(path: Path) -> dict[str, dict[str, Any]]:
     return {row["id"]: row["reward"] for _, row, _ in read_rows(path) if row is not None}
 
 
+def _mean_vote(scores: list[list[float] | None], runs: list[Any], truth: list[float]) -> float:
+    """The mean worth of the votes of each run (a sequence of sample numbers into ``scores``)."""
+    return float(np.mean([_vote([scores[s] for s in run], truth) for run in runs]))
+
+
 def _vote(judged: list[list[float] | None], truth: list[float]) -> float:
     """Worth of the summed votes of ``judged`` (scores in the item's order; None: unreadable) against ``truth``."""
     totals = np.zeros(len(truth))
@@ -104,8 +108,7 @@ def _vote(judged: list[list[float] | None], truth: list[float]) -> float:
         if scores is not None and len(scores) == len(truth):
             totals += np.asarray(scores, dtype=float)
     tied = np.flatnonzero(totals == totals.max())
-    best = int(np.argmax(truth))
-    return 1.0 / len(tied) if best in tied else 0.0
+    return 1.0 / len(tied) if best_index(truth) in tied else 0.0
 
 
 def _load(folder: Path) -> dict[str, Any]:
@@ -195,7 +198,7 @@ def _markdown(
         f"({max(c.eval_bootstrap, 1)} resamples); a difference between two models is measured on the same items "
         "(paired bootstrap) and called significant when its interval excludes 0.",
         "",
-        *_shape(values, c.eval_k, boot, _parse_failure_share(results[MODELS[-1]])),
+        *_shape(values, c.eval_k, c.eval_stage_k, boot, _parse_failure_share(results[MODELS[-1]])),
         "",
         "## Results (held-out accuracy, %, with 95% intervals)",
         "",
@@ -218,7 +221,7 @@ def _markdown(
         "|---|---|---|---|---|---|---|",
     ]
     for before, after in (("sft", "rft"), ("rft", "grpo"), ("sft", "grpo")):
-        for m in ("greedy", "Voting@1", f"Voting@{c.eval_stage_k}"):
+        for m in _stage_measures(c.eval_stage_k):
             d = paired_difference(values[before][m], values[after][m], **boot)
             a, b = values[before][m].mean(), values[after][m].mean()
             lines.append(
@@ -342,8 +345,16 @@ def _findings(pipeline: Pipeline, values: dict[str, dict[str, np.ndarray]], boot
     return out
 
 
-def _shape(values: dict[str, dict[str, np.ndarray]], k: int, boot: dict[str, int], failures: float) -> list[str]:
-    """The paper's shape, criterion by criterion, for the shipped model, with what this run measured."""
+def _stage_measures(stage_k: int) -> tuple[str, ...]:
+    """The measures every model has, on which stages are compared."""
+    return ("greedy", "Voting@1", f"Voting@{stage_k}")
+
+
+def _shape(
+    values: dict[str, dict[str, np.ndarray]], k: int, stage_k: int, boot: dict[str, int], failures: float
+) -> list[str]:
+    """The paper's shape, criterion by criterion, for the shipped model, with what this run measured (stages
+    compared on the measures they share)."""
     shipped = values["grpo"]
     voting, greedy = shipped.get(f"Voting@{k}"), shipped["greedy"]
     rows = []
@@ -361,7 +372,9 @@ def _shape(values: dict[str, dict[str, np.ndarray]], k: int, boot: dict[str, int
         rows.append((f"MetaRM@{k} >= Voting@{k} + 3 points", _diff(d), d.mean >= 0.03))
     for before, after in (("sft", "rft"), ("rft", "grpo")):
         worse = [
-            m for m in ("greedy", "Voting@1") if paired_difference(values[before][m], values[after][m], **boot).high < 0
+            m
+            for m in _stage_measures(stage_k)
+            if paired_difference(values[before][m], values[after][m], **boot).high < 0
         ]
         rows.append(
             (
@@ -373,13 +386,15 @@ def _shape(values: dict[str, dict[str, np.ndarray]], k: int, boot: dict[str, int
     better = [
         f"{NAMES[name]} {m}"
         for name in ("rft", "grpo")
-        for m in ("greedy", f"Voting@{k}")
-        if m in values["sft"]
-        and m in values[name]
-        and paired_difference(values["sft"][m], values[name][m], **boot).low > 0
+        for m in _stage_measures(stage_k)
+        if paired_difference(values["sft"][m], values[name][m], **boot).low > 0
     ]
     rows.append(
-        ("RFT or GRPO significantly better than SFT (greedy or Voting@k)", ", ".join(better) or "neither", bool(better))
+        (
+            f"RFT or GRPO significantly better than SFT ({', '.join(_stage_measures(stage_k))})",
+            ", ".join(better) or "neither",
+            bool(better),
+        )
     )
     rows.append(("parse failures < 1% (shipped, sampled)", f"{_pct(failures)}%", failures < 0.01))
     out = ["## The paper's shape, for the shipped model", "", "| criterion | measured | met |", "|---|---|---|"]
@@ -419,16 +434,14 @@ def _contradictions(pipeline: Pipeline, name: str) -> float | None:
 def _judged_samples(pipeline: Pipeline, name: str) -> list[tuple[list[float], list[float] | None]]:
     """Per held-out item, a model's sampled judgements labelled 1.0 (correct by SPCT's rule) or 0.0, and the meta
     RM's scores of them (None when the evaluation had no meta RM)."""
-    from grm.jsonl import read_rows
     from grm.training.default_grm import _read_jsonl
     from grm.training.rewards import is_correct
 
     truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
     out = []
-    for _, row, _ in read_rows(pipeline.eval_dir(name, "sampled") / "cache.jsonl"):
-        if row is not None and row.get("id") in truth:
-            reward = row["reward"]
-            labels = [float(is_correct(j["scores"], truth[row["id"]])) for j in reward["judgements"]]
+    for item, reward in _cached(pipeline.eval_dir(name, "sampled") / "cache.jsonl").items():
+        if item in truth:
+            labels = [float(is_correct(j["scores"], truth[item])) for j in reward["judgements"]]
             out.append((labels, reward.get("meta_scores")))
     return out
 
