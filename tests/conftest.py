@@ -36,3 +36,15 @@ def random_lm_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("tiny-random-lm")
     build_causal_lm(path, [q for q, _, _ in MEMORIZED] + ["Tell me something new."])
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tests: tiny models run fastest so when other work shares the cores, and
+    results match one-thread replicas bitwise (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

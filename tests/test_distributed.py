@@ -20,22 +20,12 @@ from grm.synthetic import make_examples
 
 ray = pytest.importorskip("ray")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 ROWS = 7  # 5 synthetic items, a preference pair, a line that is not JSON
 
 
 ONE_ROW = ["--batch-size", "1"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

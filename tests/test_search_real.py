@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from test_search import ScriptedPolicy
 
 from grm import GRM, GenerationRequest, Sampling
@@ -12,16 +11,7 @@ from grm.search import GRMVerifier, Policy, PRMVerifier, beam_search, best_of_n
 from grm.search.prm import aggregate
 from grm.tiny import build_causal_lm, build_tiny_prm, save, teach
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and far faster than two when other work shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 PROBLEM = "Compute (2 + 3) * 2."
