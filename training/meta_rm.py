@@ -198,6 +198,7 @@ def classification_metrics(
 
 
 OBJECTIVES = ("pointwise", "pairwise", "both")
+"""The meta RM's training objectives (:class:`MetaRMConfig` ``objective``)."""
 
 
 @dataclass
