@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
-from grm.prompts import normalize_query
 from grm.sources import DatasetUnavailable
-from grm.types import Message
+from grm.types import Message, normalize_query
 
 SETS = {"Pairwise_set": "Pairwise", "BoN_set": "BoN"}
 GOALS = ("Helpfulness", "Harmlessness")

@@ -6,9 +6,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from grm.eval.base import EvalItem
-from grm.prompts import normalize_query
 from grm.scoring import JudgementRater, ScoringOptions
-from grm.types import Message, Reward
+from grm.types import Message, Reward, normalize_query
 
 ScalarRM = Callable[[list[Message], list[str]], Sequence[float]]
 """A scalar reward model: ``(messages, responses) -> one score per response``, higher is better."""

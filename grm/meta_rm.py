@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from grm.prompts import PromptTemplate, normalize_responses
-from grm.types import Judgement, Message
+from grm.prompts import PromptTemplate
+from grm.types import Judgement, Message, normalize_responses
 
 if TYPE_CHECKING:
     import torch

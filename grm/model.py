@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from grm.backends import Backend, Completion, GenerationRequest, load_backend
-from grm.prompts import PromptTemplate, normalize_score_range
+from grm.prompts import PromptTemplate
 from grm.scoring import (
     Generate,
     JudgementRater,
@@ -20,7 +20,7 @@ from grm.scoring import (
     resolve_options,
     run_blocking,
 )
-from grm.types import Item, Message, Reward
+from grm.types import Item, Message, Reward, normalize_score_range
 
 
 class GRM:

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grm.jsonl import plain_id
-from grm.prompts import brief
-from grm.types import Item, Message, Reward
+from grm.types import Item, Message, Reward, brief
 
 SHAPES = {
     "responses": "{query, responses}",

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from grm.jsonl import read_rows
-from grm.prompts import brief
+from grm.types import brief
 
 FILE_TYPES = (".jsonl", ".json", ".parquet", ".csv")
 """The file types read (a folder is read file by file)."""

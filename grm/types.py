@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -16,6 +18,81 @@ def completion_text(completion: str | Sequence[Message]) -> str:
     if isinstance(completion, str):
         return completion
     return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 2, 60, 60, 4, 4
+
+
+def brief(value: object) -> str:
+    """A short repr of any value for an error message: bounded in length and nesting, whatever the value."""
+    return _REPR.repr(value)
+
+
+def normalize_query(query: str | Sequence[Message]) -> list[Message]:
+    """Turn a query (a string, or chat messages ending with a user turn) into a validated message list."""
+    if isinstance(query, str):
+        return [{"role": "user", "content": query}]
+    if not isinstance(query, Sequence) or not query:
+        raise TypeError(f"query must be a string or a non-empty list of chat messages, got {brief(query)}")
+    messages: list[Message] = []
+    for i, m in enumerate(query):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or "role" not in m:
+            raise TypeError(f"query message {i} must be a dict with 'role' and string 'content', got {brief(m)}")
+        if not isinstance(m["role"], str) or m["role"] not in ("system", "user", "assistant"):
+            raise ValueError(f"query message {i} has role {brief(m['role'])}; expected system, user or assistant")
+        messages.append({"role": m["role"], "content": m["content"]})
+    if messages[-1]["role"] != "user":
+        raise ValueError(f"the last query message must be a user turn, got role {messages[-1]['role']!r}")
+    return messages
+
+
+def normalize_responses(responses: Sequence[str]) -> list[str]:
+    """Validate a list of response strings."""
+    if isinstance(responses, str) or not isinstance(responses, Sequence):
+        raise TypeError(f"responses must be a list of strings, got {type(responses).__name__}")
+    if not responses:
+        raise ValueError("responses is empty; give at least one response to score")
+    for i, r in enumerate(responses):
+        if not isinstance(r, str):
+            raise TypeError(f"response {i} must be a string, got {type(r).__name__}")
+    return list(responses)
+
+
+def normalize_principles(principles: str | Sequence[str] | None) -> list[str] | None:
+    """Principles to judge by, as a list of strings (a single string is one principle); None for none."""
+    if principles is None:
+        return None
+    if isinstance(principles, str):
+        return [principles] if principles else None
+    if not isinstance(principles, list | tuple):
+        raise TypeError(f"principles must be a string or a list of strings, got {type(principles).__name__}")
+    for i, p in enumerate(principles):
+        if not isinstance(p, str):
+            raise TypeError(f"principle {i} must be a string, got {type(p).__name__}")
+    return list(principles) or None
+
+
+def normalize_reference(reference: str | None) -> str | None:
+    """A reference answer: a string or None."""
+    if reference is not None and not isinstance(reference, str):
+        raise TypeError(f"reference must be a string, got {type(reference).__name__}")
+    return reference
+
+
+def normalize_score_range(score_range: Sequence[int]) -> tuple[int, int]:
+    """A score range as ``(low, high)``: two integers with low <= high; ValueError naming what is wrong."""
+    if (
+        isinstance(score_range, str | bytes)
+        or not isinstance(score_range, Sequence)
+        or len(score_range) != 2
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in score_range)
+    ):
+        raise ValueError(f"score_range must be two integers [low, high], got {brief(score_range)}")
+    low, high = int(score_range[0]), int(score_range[1])
+    if low > high:
+        raise ValueError(f"score_range must be [low, high] with low <= high, got [{low}, {high}]")
+    return low, high
 
 
 @dataclass
@@ -35,8 +112,6 @@ class Item:
     def coerce(cls, item: Item | Mapping[str, Any] | Sequence[Any]) -> Item:
         """Validate an Item, a mapping with ``query`` and ``responses``, or a ``(query, responses)`` pair, and
         return a new normalized Item."""
-        from grm.prompts import normalize_principles, normalize_query, normalize_reference, normalize_responses
-
         if isinstance(item, Item):
             return Item(
                 normalize_query(item.query),

@@ -18,8 +18,9 @@ from servers import AppServer, FaultServer
 from grm import GRM
 from grm.backends import Completion
 from grm.cli import main
+from grm.escaping import ControlTokens, escape_delimiters, escape_user_text
 from grm.parsing import parse_judgement
-from grm.prompts import ControlTokens, PromptTemplate, escape_delimiters, escape_user_text
+from grm.prompts import PromptTemplate
 from grm.server import ServerConfig, create_app
 from helpers import ScriptedBackend, judge_by, shown_responses
 

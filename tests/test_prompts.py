@@ -1,6 +1,8 @@
 import pytest
 
-from grm.prompts import PromptTemplate, TemplateError, escape_delimiters, normalize_query
+from grm.escaping import escape_delimiters
+from grm.prompts import PromptTemplate, TemplateError
+from grm.types import normalize_query
 from helpers import shown_responses
 
 DEFAULT = PromptTemplate.load("default")

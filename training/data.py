@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grm.prompts import normalize_query, normalize_responses
 from grm.rows import RowError, answers
 from grm.sources import Source
-from grm.types import Example
+from grm.types import Example, normalize_query, normalize_responses
 
 logger = logging.getLogger(__name__)
 

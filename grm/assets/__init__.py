@@ -19,7 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from grm.prompts import BUILTIN_TEMPLATES, brief, normalize_score_range
+from grm.prompts import BUILTIN_TEMPLATES
+from grm.types import brief, normalize_score_range
 
 GRM_CONFIG_FILE = "grm_config.json"
 TEMPLATE_FILE = "grm_template.j2"

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from grm.backends.base import Completion, GenerationRequest, Sampling
-from grm.prompts import ControlTokens
+from grm.escaping import ControlTokens
 from grm.seeding import random_seed
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class TransformersBackend:
     def prompt_ids(self, messages: list[dict[str, str]], prefix: str = "") -> list[int]:
         """Token ids of a chat prompt, ending with the assistant's generation header and then ``prefix``. The
         tokenizer's special tokens written inside the messages or the prefix are neutralised (see
-        :class:`grm.prompts.ControlTokens`): only the chat template makes control tokens."""
+        :class:`grm.escaping.ControlTokens`): only the chat template makes control tokens."""
         guard = self.control_tokens
         text = self.tokenizer.apply_chat_template(guard.messages(messages), tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text + guard.escape(prefix), add_special_tokens=False)["input_ids"]

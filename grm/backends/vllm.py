@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from grm.backends.base import Completion, GenerationRequest
-from grm.prompts import ControlTokens
+from grm.escaping import ControlTokens
 
 logger = logging.getLogger(__name__)
 
