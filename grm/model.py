@@ -160,12 +160,12 @@ class GRM:
 
         ``options`` (a :class:`grm.ScoringOptions`; default: its defaults), with any of its fields overridden by
         keyword (``k=8, seed=0``). Responses are shuffled before each sample and scores mapped back to the
-        caller's order. Each item is seeded by ``seed`` and its key: ``keys`` (one integer or string per item,
-        e.g. its row index or id in a larger job) or else its position in ``items``; its reward depends on that
-        seed only, not on the other items (with a batch-invariant backend, see the README's Reproducibility), so
-        a job scored in chunks with ``keys`` equals the job scored at once. ``k == 1`` decodes greedily unless
-        ``temperature`` is given; ``k > 1`` samples at temperature 0.5. Samples whose scores cannot be read are
-        resampled up to ``max_retries`` times (default: the model's), then left out of the vote and counted.
+        caller's order. Each item is seeded by ``seed`` and its key: ``keys`` (one integer or string per item, e.g. its
+        row index or id in a larger job), else its ``id`` (:class:`grm.Item`), else its position in ``items``; its
+        reward depends on that seed only, not on the other items (with a batch-invariant backend, see the README's
+        Reproducibility), so a job scored in chunks with ``keys`` equals the job scored at once. ``k == 1`` decodes
+        greedily unless ``temperature`` is given; ``k > 1`` samples at temperature 0.5. Samples whose scores cannot
+        be read are resampled up to ``max_retries`` times (default: the model's), then left out of the vote and counted.
         With a ``meta_rm``, every judgement is rated and only the ``k_meta`` rated highest (default ``k // 2``,
         at least 1) are voted; ``Reward.meta_scores`` and ``Reward.kept`` record it.
 
@@ -236,8 +236,13 @@ class GRM:
 
     def _prompt(self, item: Item, order: Sequence[int]) -> list[Message]:
         """The prompt showing ``item``'s responses in ``order``."""
+        hint = item.hint if item.hint is None or len(order) == 1 else list(order).index(item.hint)
         return self.build_prompt(
-            item.query, [item.responses[p] for p in order], principles=item.principles, reference=item.reference
+            item.query,
+            [item.responses[p] for p in order],
+            principles=item.principles,
+            reference=item.reference,
+            hint=hint,
         )
 
     async def _agenerate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:

@@ -19,9 +19,10 @@ awaits it with an async executor, ``GRM.score_batch`` runs it with a blocking on
 Every sample shows the responses in an order of its own; samples that drew the same order share one request
 (``n=``), and :func:`read_judgement` maps the scores back to the caller's order. Everything random about an item
 (its orders, its requests' engine seeds, its tie-breaks) derives from the item's own seed, made of the call's
-seed and the item's key (:func:`~grm.seeding.item_seed`; the key defaults to the item's position in the call, and
-a caller scoring a job in chunks passes each item's row index or id), never from the other items: with a backend
-whose samples depend only on their own seed, an item's reward is the same in any batch, chunk or order.
+seed and the item's key (:func:`~grm.seeding.item_seed`; the key defaults to the item's ``id``, else its position
+in the call, and a caller scoring a job in chunks passes each item's row index or id), never from the other items:
+with a backend whose samples depend only on their own seed, an item's reward is the same in any batch, chunk or
+order.
 :class:`ScoringOptions` holds the settings every scoring entry point takes and passes on whole.
 """
 
@@ -289,9 +290,9 @@ class ScoringPlan:
     ``prompt(item, order)`` gives the chat messages that show ``item``'s responses in ``order``; ``score_range``
     is the model's; ``max_new_tokens`` and ``max_retries`` are the model's, used where ``options`` leave them
     unset; ``rated`` says that a meta RM will answer :class:`Rate` steps. ``keys`` name the items in the caller's
-    job (integers or strings, e.g. row indices or ids; default: their positions ``0..n-1``), and seed each item
-    with :func:`~grm.seeding.item_seed` of ``options.seed`` and its key. Items with the same key and content get
-    the same result.
+    job (integers or strings, e.g. row indices or ids; default: each item's ``id``, else its position), and seed
+    each item with :func:`~grm.seeding.item_seed` of ``options.seed`` and its key. Items with the same key and
+    content get the same result.
     """
 
     def __init__(
@@ -309,7 +310,10 @@ class ScoringPlan:
         check_meta_rm(options, rated)
         self.options, self.prompt, self.score_range, self.rated = options, prompt, score_range, rated
         coerced = [Item.coerce(it) for it in items]
-        keys = range(len(coerced)) if keys is None else _checked_keys(keys, len(coerced))
+        if keys is None:
+            keys = [i if item.id is None else item.id for i, item in enumerate(coerced)]
+        else:
+            keys = _checked_keys(keys, len(coerced))
         k = options.k
         default_temperature = 0.0 if k == 1 else SAMPLING_TEMPERATURE
         self.temperature = default_temperature if options.temperature is None else options.temperature
@@ -418,6 +422,7 @@ class ScoringPlan:
                     kept=v.kept,
                     meta_scores=meta,
                     n_retries=s.n_retries,
+                    seed=self.seed,
                 )
             )
         return rewards

@@ -95,10 +95,19 @@ def normalize_score_range(score_range: Sequence[int]) -> tuple[int, int]:
     return low, high
 
 
+ITEM_KEYS = ("query", "responses", "principles", "reference", "id", "hint")
+"""The keys a dict item may hold (see :class:`Item`)."""
+
+
 @dataclass
 class Item:
     """One thing to score: a query (a string or chat messages) and its responses, with optional ``principles``
-    for the GRM to judge by and a ``reference`` answer.
+    for the GRM to judge by, a ``reference`` answer, an ``id`` and a ``hint``.
+
+    - ``id`` (a string or an integer) is the item's identity: when ``score_batch`` is given no ``keys``, an item
+      with an id is seeded by it (else by its position), so it gets the same reward in any batch, order or chunk.
+    - ``hint`` (for RFT's hinted sampling) tells the GRM the answer: with several responses the index of the best
+      one (caller's order; the prompt names it in the order shown), with one response its ground-truth score.
 
     :class:`Example` adds ground truth; ``grm.eval``'s ``EvalItem`` adds the benchmark subset.
     """
@@ -107,33 +116,51 @@ class Item:
     responses: list[str]
     principles: str | list[str] | None = field(default=None, kw_only=True)
     reference: str | None = field(default=None, kw_only=True)
+    id: str | int | None = field(default=None, kw_only=True)
+    hint: int | None = field(default=None, kw_only=True)
 
     @classmethod
     def coerce(cls, item: Item | Mapping[str, Any] | Sequence[Any]) -> Item:
-        """Validate an Item, a mapping with ``query`` and ``responses``, or a ``(query, responses)`` pair, and
-        return a new normalized Item."""
+        """Validate an Item, a mapping with ``query`` and ``responses`` (and any of :data:`ITEM_KEYS`), or a
+        ``(query, responses)`` pair, and return a new normalized Item."""
         if isinstance(item, Item):
+            responses = normalize_responses(item.responses)
             return Item(
                 normalize_query(item.query),
-                normalize_responses(item.responses),
+                responses,
                 principles=normalize_principles(item.principles),
                 reference=normalize_reference(item.reference),
+                id=normalize_id(item.id),
+                hint=normalize_hint(item.hint, len(responses)),
             )
         if isinstance(item, Mapping):
-            unknown = set(item) - {"query", "responses", "principles", "reference", "id"}
+            unknown = set(item) - set(ITEM_KEYS)
             if "query" not in item or "responses" not in item:
-                raise ValueError(f"an item needs 'query' and 'responses'; got keys {sorted(item)}")
+                raise ValueError(f"an item needs 'query' and 'responses'; got keys {sorted(map(str, item))}")
             if unknown:
-                raise ValueError(
-                    f"unknown item keys {sorted(unknown)}; expected query, responses, principles, reference"
-                )
-            item = Item(
-                item["query"], item["responses"], principles=item.get("principles"), reference=item.get("reference")
-            )
-            return Item.coerce(item)
+                raise ValueError(f"unknown item keys {sorted(map(str, unknown))}; expected {', '.join(ITEM_KEYS)}")
+            return Item.coerce(Item(**item))
         if isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
             return Item.coerce(Item(item[0], item[1]))
         raise TypeError(f"cannot read an item from {type(item).__name__}; give a dict or a (query, responses) pair")
+
+
+def normalize_id(value: Any) -> str | int | None:
+    """An item id: a string, an integer or None."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, str | numbers.Integral)):
+        raise TypeError(f"an item id must be a string or an integer, got {type(value).__name__} {brief(value)}")
+    return int(value) if isinstance(value, numbers.Integral) else value
+
+
+def normalize_hint(value: Any, n: int) -> int | None:
+    """A hint for ``n`` responses: the index of the best one (n >= 2) or a score (n == 1), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"hint must be an integer, got {type(value).__name__} {brief(value)}")
+    if n > 1 and not 0 <= value < n:
+        raise ValueError(f"hint must index one of the {n} responses, got {value}")
+    return int(value)
 
 
 @dataclass
@@ -183,7 +210,9 @@ class Reward:
     ``rewards[i]`` is the sum of response i's scores over the voted valid judgements (caller's order) and
     ``mean[i]`` their average; both are None when no judgement was valid. ``best`` is the index of the
     highest reward (ties broken at random, seeded). ``kept`` lists the indices of the judgements that were
-    voted (all valid ones, or the top ``k_meta`` by meta score when a meta RM guided the vote).
+    voted (all valid ones, or the top ``k_meta`` by meta score when a meta RM guided the vote). ``seed`` is the
+    seed the call scored with (the caller's, or the one drawn for an unseeded call): scoring the same items with
+    the same keys and ``seed=reward.seed`` repeats the result.
     """
 
     rewards: list[float] | None
@@ -194,6 +223,7 @@ class Reward:
     kept: list[int] = field(default_factory=list)
     meta_scores: list[float] | None = None
     n_retries: int = 0
+    seed: int | None = None
 
     @property
     def n_invalid(self) -> int:
@@ -225,14 +255,13 @@ class Reward:
 
 @dataclass
 class Example(Item):
-    """A labelled :class:`Item` for training and evaluation, with an optional ``id``.
+    """A labelled :class:`Item` for training and evaluation.
 
     ``truth`` holds one ground-truth reward per response: with n >= 2 responses its unique maximum marks the
     best one; with one response it is the response's true rating (e.g. 1/0 for correct/incorrect).
     """
 
     truth: list[float]
-    id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from grm.scoring import Generate, Rate, ScoringPlan, chunks, generation_call, re
 from grm.search import GRMVerifier
 from grm.seeding import item_seed, request_seed, seed_for, seeded_rng
 from grm.training.meta_rm import build_dataset
-from helpers import ScriptedBackend, judge_by
+from helpers import ScriptedBackend, judge_by, shown_responses
 
 ITEMS = [("q1", ["a", "bbb", "cc"]), ("q2", ["dddd", "e"])]
 
@@ -191,3 +191,69 @@ def test_callers_take_options_whole_and_refuse_what_cannot_work(tmp_path):
     assert reward(["p"] * 3, ["a", "bbb", "cc"]) == pytest.approx([0.0, 2 / 9, 1 / 9])
     assert reward.options == ScoringOptions(k=2, seed=5)  # each call seeds afresh without changing the options
     assert GRMVerifier(rm).options.seed == 0 and GRMVerifier(rm, ScoringOptions()).options.seed is None
+
+
+def seeded_noise():
+    """A backend whose every sample depends on its engine seed only: scores drawn from the request's seed."""
+
+    def generate(requests):
+        out = []
+        for r in requests:
+            n_shown = len(shown_responses(r.messages))
+            completions = []
+            for j in range(r.n):
+                rng = random.Random(r.sampling.seed + j)
+                scores = ", ".join(str(rng.randint(1, 10)) for _ in range(n_shown))
+                completions.append(Completion(f"Analysis:\nx\n\nScores: \\boxed{{{scores}}}", 5, "stop"))
+            out.append(completions)
+        return out
+
+    backend = ScriptedBackend(lambda m, j: "")
+    backend.generate = generate
+    return backend
+
+
+def test_an_item_id_is_its_seeding_key():
+    """Items with ids get the same rewards scored whole, in halves and reversed (no keys= given); without ids the
+    position seeds them, so reversing changes them."""
+    items = [Item(f"q{i}", ["a", "bb", "ccc"], id=f"row-{i}") for i in range(12)]
+    rm = GRM(seeded_noise())
+    whole = [r.rewards for r in rm.score_batch(items, k=2, seed=3)]
+    halves = [r.rewards for r in rm.score_batch(items[:6], k=2, seed=3) + rm.score_batch(items[6:], k=2, seed=3)]
+    backwards = [r.rewards for r in rm.score_batch(items[::-1], k=2, seed=3)][::-1]
+    assert whole == halves == backwards
+    assert whole == [r.rewards for r in rm.score_batch(items, k=2, seed=3, keys=[f"row-{i}" for i in range(12)])]
+    plain = [Item(i.query, i.responses) for i in items]
+    assert [r.rewards for r in rm.score_batch(plain[::-1], k=2, seed=3)][::-1] != whole
+    dicts = [{"query": i.query, "responses": i.responses, "id": i.id} for i in items]
+    assert [r.rewards for r in rm.score_batch(dicts, k=2, seed=3)] == whole
+
+
+@pytest.mark.parametrize(
+    ("item", "error", "match"),
+    [
+        ({"query": "q", "responses": ["a"], "id": 1.5}, TypeError, "item id must be a string or an integer"),
+        ({"query": "q", "responses": ["a"], "id": True}, TypeError, "item id must be a string or an integer"),
+        ({"query": "q", "responses": ["a"], "id": ["x"]}, TypeError, "item id must be a string or an integer"),
+        ({"query": "q", "responses": ["a", "b"], "hint": 2}, ValueError, "hint must index one of the 2"),
+        ({"query": "q", "responses": ["a", "b"], "hint": "0"}, TypeError, "hint must be an integer"),
+        ({"query": "q", "responses": ["a"], "hint": 11}, ValueError, "hint for one response must be a score"),
+    ],
+)
+def test_bad_ids_and_hints_are_refused_naming_them(item, error, match):
+    with pytest.raises(error, match=match):
+        GRM(by_length()).score_batch([item], k=1)
+
+
+def test_a_hint_is_rendered_in_the_order_shown_and_the_reward_records_its_seed():
+    backend = by_length()
+    rm = GRM(backend)
+    reward = rm.score(Item("q", ["a", "bbb", "cc"], hint=1).query, ["a", "bbb", "cc"], k=4, seed=None)
+    assert isinstance(reward.seed, int) and rm.score("q", ["a", "bbb", "cc"], k=4, seed=reward.seed) == reward
+    (hinted,) = rm.score_batch([Item("q", ["a", "bbb", "cc"], hint=1)], k=4, seed=0)
+    positions = set()
+    for request in backend.calls[-1]:
+        shown = shown_responses(request.messages)
+        positions.add(shown.index("bbb"))
+        assert f"the best response is Response {shown.index('bbb') + 1}." in request.messages[-1]["content"]
+    assert len(positions) > 1 and hinted.seed == 0 and hinted.best == 1
