@@ -4,6 +4,8 @@
   job (its row index, its id), never from its place in a chunk or batch: an item's result is the same whatever
   else is scored with it, however the job is chunked, and when an interrupted job resumes;
 - :func:`seeded_rng` gives each item (sample, draw...) a random stream of its own, named by the seed and indices;
+- :func:`rng_for` gives what draws everything from one integer seed (a generated data set, a call's chunking) the
+  stream of that seed itself;
 - :func:`request_seed` gives each engine request a seed of its own, from a seed (an item's, a run's), the
   generation call it belongs to and an index in that call; an engine gives sample ``i`` of a request seeded
   ``s`` the seed ``s + i`` (vLLM's convention, which every grm backend follows);
@@ -32,6 +34,15 @@ def item_seed(seed: int, key: int | str) -> int:
 def seeded_rng(*parts: object) -> random.Random:
     """A random generator of its own for ``parts`` (e.g. ``(seed, item_index)``): the same parts, the same stream."""
     return random.Random(":".join(map(str, parts)))
+
+
+def rng_for(seed: int) -> random.Random:
+    """The random stream of the integer ``seed`` itself (Python's ``random.Random(seed)``), for what draws everything
+    from one seed: the synthetic task's examples, a GRM verifier call's chunking. :func:`seeded_rng` names a stream
+    by several parts and gives another stream for the same seed, so each use keeps the stream it always drew from."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"a seed must be an integer, got {type(seed).__name__} {seed!r:.60}")
+    return random.Random(int(seed))
 
 
 def request_seed(seed: int, call: int, index: int) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grm.jsonl import JsonlWriter
+from grm.seeding import rng_for
 from grm.types import Example, Principle
 
 KINDS = ("add", "convert", "order", "max")
@@ -182,7 +183,7 @@ def make_examples(
         raise ValueError(f"kinds must be a non-empty selection of {KINDS}, got {list(kinds)}")
     if len(response_weights) != 4 or min(response_weights) < 0 or not sum(response_weights):
         raise ValueError(f"response_weights needs 4 non-negative weights (1..4 responses), got {response_weights}")
-    rng = random.Random(seed)
+    rng = rng_for(seed)
     out = []
     for i in range(n):
         problem = make_problem(kinds[i % len(kinds)], rng)
