@@ -80,7 +80,9 @@ def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(probs).scatter_(-1, order, ranked.masked_fill(before >= top_p, 0.0))
 
 
-def _dtype(dtype: str | torch.dtype) -> str | torch.dtype:
+def torch_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
+    """The torch dtype named ``dtype`` (``"float32"``, ``"bfloat16"``...; ``"auto"`` and a ``torch.dtype`` pass
+    through); ValueError naming it when torch has no such dtype."""
     if isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
     try:
@@ -127,7 +129,7 @@ class TransformersBackend:
         if isinstance(model, str):
             self.name = model
             self.model = AutoModelForCausalLM.from_pretrained(
-                model, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, **model_kwargs
+                model, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **model_kwargs
             )
         else:
             self.model, self.name = model, getattr(model, "name_or_path", type(model).__name__)
