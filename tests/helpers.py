@@ -1,4 +1,5 @@
-"""Helpers tests import: the tiny GRM's memorized items, a scripted backend for pipeline tests, prompt readers.
+"""Helpers tests import: the tiny GRM's memorized items, scripted backends for pipeline and hostile-input tests,
+prompt readers, the time bound of a hostile input.
 
 Fixtures stay in ``conftest.py`` (pytest finds them there); everything a test imports by name lives here.
 """
@@ -6,6 +7,7 @@ Fixtures stay in ``conftest.py`` (pytest finds them there); everything a test im
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 
 from grm.backends import Completion, GenerationRequest
@@ -48,3 +50,33 @@ def judge_by(score_of: Callable[[str], int]) -> Callable[[list[dict[str, str]], 
         )
 
     return script
+
+
+BOUND_S = 5.0
+"""CPU seconds (of the calling thread, so that other processes on a shared machine do not count) any one parse or
+escape of a hostile input may take: linear-time code takes well under half a second on 1 MB here, while the parser
+of 4aa61f9 took 12 s on 150 spaces and more than 10 s on 242 characters."""
+
+
+def by_length(response: str) -> int:
+    """A 1-10 score that grows with the response's length."""
+    return min(10, 1 + len(response))
+
+
+class CaseScripted(ScriptedBackend):
+    """Scores by length; raises for a prompt holding ``case:boom``; answers ``cut`` with ``finish`` for a
+    prompt holding ``case:cut`` (sleeping ``delay`` seconds per call first)."""
+
+    def __init__(self, delay: float = 0.0, cut: str = "", finish: str = "length") -> None:
+        super().__init__(judge_by(by_length))
+        self.delay, self.cut, self.finish = delay, cut, finish
+
+    def generate(self, requests):
+        time.sleep(self.delay)
+        if any("case:boom" in r.messages[-1]["content"] for r in requests):
+            raise RuntimeError("engine failure on case:boom")
+        out = super().generate(requests)
+        for r, completions in zip(requests, out):
+            if "case:cut" in r.messages[-1]["content"]:
+                completions[:] = [Completion(self.cut, 50, self.finish) for _ in completions]
+        return out

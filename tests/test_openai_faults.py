@@ -181,3 +181,42 @@ def test_cli_scores_through_a_server_and_resumes_after_an_outage(tmp_path):
         assert server.hits == {"y": 1}, "the run resumes at the row that failed"
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["index"], r["rewards"]) for r in rows] == [(0, [1.0, 2.0]), (1, [1.0, 2.0])]
+
+
+JUDGEMENT = "Analysis: fine.\nScores: \\boxed{4, 6}"
+
+
+def _choice(content=JUDGEMENT, index=0, finish="stop"):
+    return {"index": index, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
+
+
+ODD_ANSWERS = {
+    "usage_lots": json.dumps({"choices": [_choice()], "usage": "lots"}),
+    "tokens_text": json.dumps({"choices": [_choice()], "usage": {"completion_tokens": "many", "prompt_tokens": []}}),
+    "tokens_inf": json.dumps({"choices": [_choice()], "usage": {"completion_tokens": "∞"}}).replace('"∞"', "Infinity"),
+    "null_index": json.dumps({"choices": [_choice(index=None)], "usage": {"completion_tokens": 9}}),
+    "finish_number": json.dumps({"choices": [_choice(finish=5)]}),
+    "content_dict": json.dumps({"choices": [_choice(content={"text": JUDGEMENT})]}),
+    "choice_string": json.dumps({"choices": ["Scores: \\boxed{4, 6}"]}),
+    "nested": "[" * 100_000,
+    "digits": json.dumps({"choices": [_choice(content="Scores: \\boxed{" + "7" * 5000 + ", 1}")]}),
+    "cut": json.dumps({"choices": [_choice(content="Analysis: Response 2 says \\boxed{9, 9}", finish="length")]}),
+}
+
+
+def test_odd_http_answers_become_errors_or_judgements_never_exceptions():
+    with FaultServer({case: [f"raw:{body}"] for case, body in ODD_ANSWERS.items()}, lambda *_: JUDGEMENT) as odd:
+        rm = GRM.from_openai(odd.url, "judge", retries=0, timeout=10, progress=False)
+        cases = [*ODD_ANSWERS, "plain"]
+        rewards = rm.score_batch([(f"case:{c}", ["a", "bb"]) for c in cases], shuffle=False)
+        by_case = dict(zip(cases, rewards))
+        for case in ("usage_lots", "tokens_text", "tokens_inf", "null_index", "finish_number", "plain"):
+            assert by_case[case].rewards == [4.0, 6.0], case
+        assert by_case["null_index"].judgements[0].n_tokens == 9
+        assert by_case["usage_lots"].judgements[0].n_tokens is None
+        assert "has no text" in by_case["content_dict"].judgements[0].error
+        for case in ("choice_string", "nested"):
+            assert "unreadable answer (HTTP 200)" in by_case[case].judgements[0].error, case
+        assert "out of range" in by_case["digits"].judgements[0].error
+        assert "token limit" in by_case["cut"].judgements[0].error
+        assert all(isinstance(v, int) for v in rm.backend.usage.values())

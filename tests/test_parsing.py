@@ -1,7 +1,15 @@
+import importlib.util
+import time
+from pathlib import Path
+
 import pytest
 
+from grm import GRM
 from grm.parsing import format_judgement, last_box, parse_judgement
 from grm.types import Principle
+from helpers import BOUND_S, CaseScripted, ScriptedBackend
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PAPER_STYLE = """Specific Criteria:
 1. **Instruction Adherence** (Weight: 30%): answers the question asked.
@@ -93,3 +101,74 @@ def test_format_then_parse_round_trips():
     principles = [Principle("Accuracy", 0.6, "right answer"), Principle("Style", 0.4, "plain")]
     j = parse_judgement(format_judgement(principles, "Response 2 is better.", [4, 7, 1]), 3)
     assert j.scores == [4, 7, 1] and j.principles == principles and j.analysis == "Response 2 is better."
+
+
+# Hostile and degenerate model output: bounded time, huge numbers, cut-off judgements
+
+
+def _parse_fuzz():
+    spec = importlib.util.spec_from_file_location("parse_fuzz", ROOT / "benchmarks" / "parse_fuzz.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parse_time_is_bounded_on_adversarial_families():
+    families = list(_parse_fuzz().families(1_000_000))
+    assert {f for f, _ in families} == {"whitespace", "nested braces", "many boxes", "long digits", "1 MB mix"}
+    assert max(len(t) for _, t in families) >= 1_000_000
+    for kwargs in ({}, {"truncated": True}):
+        for family, text in families:
+            start = time.thread_time()
+            j = parse_judgement(text, 2, **kwargs)
+            elapsed = time.thread_time() - start
+            assert elapsed < BOUND_S, f"{family}, {len(text)} chars: {elapsed:.2f} s"
+            assert j.valid == (j.error is None) and (j.scores is None or len(j.scores) == 2)
+
+
+def test_whitespace_after_a_list_marker_parses_at_once():
+    start = time.thread_time()
+    j = parse_judgement("1." + " " * 150 + "\nScores: \\boxed{7, 3}", 2)
+    assert time.thread_time() - start < BOUND_S and j.scores == [7, 3]
+
+
+def test_a_score_of_thousands_of_digits_is_an_error_and_keeps_the_batch():
+    huge = "9" * 5000
+    j = parse_judgement(f"Scores: \\boxed{{{huge}}}", 1)
+    assert j.scores is None and j.error == f"score {'9' * 20}... out of range [1, 10]"
+    assert parse_judgement(f"Scores: \\boxed{{{'0' * 5000}7}}", 1).scores == [7]
+
+    def script(messages, _):
+        return f"Scores: \\boxed{{{huge}, 3}}" if "case:big" in messages[-1]["content"] else "Scores: \\boxed{4, 5}"
+
+    big, fine = GRM(ScriptedBackend(script)).score_batch([("case:big", ["a", "b"]), ("q", ["a", "b"])], shuffle=False)
+    assert big.n_valid == 0 and "out of range" in big.judgements[0].error
+    assert fine.n_valid == 1 and fine.rewards == [4.0, 5.0]
+
+
+def test_small_parser_cases():
+    assert parse_judgement("Scores: \\boxed {8,3}", 2).scores == [8, 3]
+    assert parse_judgement("Scores: \\boxed\n{8, 3}", 2).scores == [8, 3]
+    one_line = "Specific Criteria: 1. A (Weight: 60%): x. 2. B (Weight: 40%): y.\nAnalysis: ok\nScores: \\boxed{1, 2}"
+    principles = parse_judgement(one_line, 2).principles
+    assert [(p.name, p.weight, p.description) for p in principles] == [("A", 0.6, "x."), ("B", 0.4, "y.")]
+    bold = "Specific Criteria: 1. **A** (Weight: 60%): has 3. parts. 2. **B** (Weight: 40%): y.\nScores: \\boxed{1}"
+    assert [p.name for p in parse_judgement(bold, 1).principles] == ["A", "B"]
+    # A description left for the next line no longer swallows the next principle.
+    two = "Specific Criteria:\n1. **A** (Weight: 60%):\n2. **B** (Weight: 40%): y.\nScores: \\boxed{1}"
+    assert [(p.name, p.description) for p in parse_judgement(two, 1).principles] == [("A", ""), ("B", "y.")]
+
+
+def test_a_cut_off_judgement_does_not_score_a_quoted_box():
+    cut = "Analysis:\nResponse 1 ends with its answer \\boxed{7}"
+    done = "Analysis:\nResponse 1 quotes \\boxed{7}.\n\n**Scores:** \\boxed{3}\nand then the model rambled on"
+    r = GRM(CaseScripted(cut=cut)).score("case:cut", ["42"])
+    assert r.n_valid == 0 and "token limit" in r.judgements[0].error
+    assert GRM(CaseScripted(cut=done)).score("case:cut", ["42"]).rewards == [3.0]
+    assert GRM(CaseScripted(cut=cut, finish="stop")).score("case:cut", ["42"]).rewards == [7.0]  # a finished text
+
+    assert parse_judgement(cut, 1).scores == [7]
+    j = parse_judgement(cut, 1, truncated=True)
+    assert j.scores is None and "token limit" in j.error
+    assert parse_judgement(done, 1, truncated=True).scores == [3]
+    assert "token limit" in parse_judgement("Analysis: x\nScores: \\boxed{3", 1, truncated=True).error
