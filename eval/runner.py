@@ -4,27 +4,25 @@ of each item's own vote and the judgements it drew)."""
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from grm.eval.base import Benchmark, EvalItem, Table
-from grm.eval.benchmarks import get_benchmark
-from grm.eval.diagnostics import Diagnosis, ItemSample, parse_checks, run_diagnostics
+from grm.eval.cache import EvalCache, cache_row
+from grm.eval.diagnostics import Diagnosis, ItemSample, run_diagnostics
 from grm.eval.metrics import Judged, bootstrap_intervals, mean_summary, own_values, vote_values
-from grm.eval.scoring import is_grm, judge
-from grm.jsonl import JsonlWriter, load_finished
-from grm.scoring import JudgementRater, ScoringOptions, resolve_options
+from grm.eval.plan import EvalPlan, plan_evaluation
+from grm.eval.scoring import judge, judged_of
+from grm.progress import progress_bar
+from grm.scoring import JudgementRater, ScoringOptions
 from grm.seeding import random_seed
-from grm.types import Judgement, Reward
-from grm.voting import Vote
 
 logger = logging.getLogger(__name__)
 
@@ -129,120 +127,138 @@ def evaluate(
     beside the scores, see :mod:`grm.eval.diagnostics`; position and injection re-score ``diagnose_sample`` items
     drawn at random (seeded), cached next to ``cache`` (``<cache stem>.diagnostics.jsonl``).
     """
-    bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
-    grm_scorer = is_grm(scorer)
-    checks = parse_checks(diagnose)
-    options = resolve_options(options, overrides, default=ScoringOptions(seed=0))
-    if options.seed is None:
-        options = options.replace(seed=random_seed())
-    if diagnose_sample < 1 and set(checks) - {"length"}:
-        raise ValueError(f"diagnose_sample must be >= 1, got {diagnose_sample}")
-    if bench.fixed_order and grm_scorer and options.shuffle:
-        if overrides.get("shuffle"):
-            raise ValueError(f"{bench.name} shows the responses in a fixed order: shuffle must be off")
-        options = options.replace(shuffle=False)
-    k, seed = options.k, options.seed
-    if not grm_scorer and k != 1:
-        raise ValueError(f"k must be >= 1 for a GRM and 1 for a scalar reward function, got {k}")
-    if meta_rm is not None and not grm_scorer:
-        raise ValueError("meta_rm needs a GRM scorer: a scalar reward function has no judgements to rate")
-    if draws < 1 or chunk_size < 1:
-        raise ValueError(f"draws and chunk_size must be >= 1, got {draws} and {chunk_size}")
-    grm_only = [f.name for f in dataclasses.fields(options) if f.name not in ("k", "seed")]
-    grm_only = [name for name in grm_only if getattr(options, name) != getattr(ScoringOptions, name)]
-    if not grm_scorer and grm_only:
-        raise ValueError(f"options {grm_only} apply to a GRM only")
-    adaptive = options.in_rounds
-
-    cached = _load_cache(cache) if cache is not None else {}
-    judged: list[Judged | None] = []
-    pending: list[tuple[int, EvalItem]] = []
-    seen: set[str] = set()
-    writer = JsonlWriter(cache) if cache is not None else None
-    n_cached = 0
-    sample = ItemSample(diagnose_sample if set(checks) - {"length"} else 0, seed)
-
-    def flush() -> None:
-        if not pending:
-            return
-        outcomes = judge(scorer, [it for _, it in pending], options, meta_rm=meta_rm)
-        for (position, it), outcome in zip(pending, outcomes):
-            row, item_judged = _row(it, outcome, k, adaptive), _judged(it, outcome)
-            if writer is not None:
-                writer.write(row)
-            judged[position] = item_judged
-        bar.update(len(pending))
-        pending.clear()
-
-    try:
-        with tqdm(desc=f"eval {bench.name}", unit="item", total=limit, disable=not progress) as bar:
-            for position, item in enumerate(bench.items(data, split=split, name=name)):
-                if limit is not None and position >= limit:
-                    break
-                if item.id in seen:
-                    raise ValueError(f"duplicate item id {item.id!r} in {data}; ids key the cache and must be unique")
-                seen.add(item.id)
-                sample.offer(item)
-                judged.append(None)
-                if item.id in cached:
-                    entry = cached.pop(item.id)
-                    judged[position] = _judged_from_cache(entry, item, k, grm_scorer, meta_rm, cache, adaptive)
-                    n_cached += 1
-                    bar.update(1)
-                else:
-                    pending.append((position, item))
-                    if len(pending) >= chunk_size:
-                        flush()
-            flush()
-    finally:
-        if writer is not None:
-            writer.close()
-    if not judged:
-        raise ValueError(f"{data}: no {bench.name} items")
-    if cached:
-        logger.warning("%s: %d cached items are not in this data and were ignored", cache, len(cached))
-    logger.info(
-        "%s: %d items, %d from the cache, %d scored now", bench.name, len(judged), n_cached, len(judged) - n_cached
-    )
-    config = {
-        "benchmark": bench.name,
-        "data": str(data),
-        "scorer": "grm" if grm_scorer else "scalar",
-        **asdict(options),
-        "meta_rm": meta_rm is not None,
-        "draws": draws,
-        "n_bootstrap": n_bootstrap,
-        "split": split,
-        "name": name,
-        "limit": limit,
-    }
-    result = score_judged(
-        bench,
-        judged,  # type: ignore[arg-type]
-        k=k,
-        k_meta=options.k_meta,
-        seed=seed,
+    plan = plan_evaluation(
+        benchmark,
+        scorer,
+        options,
+        overrides,
+        rated=meta_rm is not None,
+        chunk_size=chunk_size,
         draws=draws,
         n_bootstrap=n_bootstrap,
+        diagnose=diagnose,
+        diagnose_sample=diagnose_sample,
+    )
+    store = EvalCache(cache)
+    plan = plan.seeded(plan.options.seed if plan.options.seed is not None else random_seed())
+    sample = ItemSample(plan.sample_size, plan.seed)
+    judging = Judging(plan, scorer, meta_rm, store)
+    with (
+        store,
+        progress_bar(desc=f"eval {plan.bench.name}", unit="item", total=limit, progress=progress, leave=True) as bar,
+    ):
+        for item in read_items(plan.bench, data, split=split, name=name, limit=limit):
+            sample.offer(item)
+            judging.add(item)
+            bar.update(judging.done - bar.n)
+        judging.flush()
+        bar.update(judging.done - bar.n)
+    judged = judging.result(data)
+    store.warn_unused()
+    config = plan.config(data, split=split, name=name, limit=limit)
+    result = score_judged(
+        plan.bench,
+        judged,
+        k=plan.k,
+        k_meta=plan.options.k_meta,
+        seed=plan.seed,
+        draws=plan.draws,
+        n_bootstrap=plan.n_bootstrap,
         config=config,
         progress=progress,
-        adaptive=adaptive,
+        adaptive=plan.adaptive,
     )
-    if checks:
-        config.update(diagnose=list(checks), diagnose_sample=diagnose_sample)
-        result.diagnostics = run_diagnostics(
-            checks,
-            judged,  # type: ignore[arg-type]
-            sample.items,
-            scorer,
-            options,
-            meta_rm=meta_rm,
-            chunk_size=chunk_size,
-            n_bootstrap=n_bootstrap,
-            cache=None if cache is None else Path(cache).with_suffix(".diagnostics.jsonl"),
-            progress=progress,
-        )
+    if plan.checks:
+        diagnostics_cache = None if cache is None else Path(cache).with_suffix(".diagnostics.jsonl")
+        result.diagnostics = diagnose_judged(plan, judged, sample.items, scorer, meta_rm, diagnostics_cache, progress)
     return result
+
+
+def read_items(
+    bench: Benchmark, data: str | Path, *, split: str | None, name: str | None, limit: int | None
+) -> Iterator[EvalItem]:
+    """The benchmark's items of ``data``, the first ``limit`` of them (nothing after them is read); a repeated id
+    is a ValueError (ids key the cache)."""
+    seen: set[str] = set()
+    for item in itertools.islice(bench.items(data, split=split, name=name), limit):
+        if item.id in seen:
+            raise ValueError(f"duplicate item id {item.id!r} in {data}; ids key the cache and must be unique")
+        seen.add(item.id)
+        yield item
+
+
+class Judging:
+    """Items judged in the order given: each from the cache when it holds it (checked against the plan), else
+    queued and scored ``chunk_size`` at a time, each chunk's rows appended to the cache as soon as it is scored."""
+
+    def __init__(self, plan: EvalPlan, scorer: Any, meta_rm: JudgementRater | None, cache: EvalCache) -> None:
+        self.plan, self.scorer, self.meta_rm, self.cache = plan, scorer, meta_rm, cache
+        self.judged: list[Judged | None] = []
+        self.pending: list[tuple[int, EvalItem]] = []
+        self.n_cached = 0
+
+    @property
+    def done(self) -> int:
+        """Items judged so far (from the cache or scored)."""
+        return len(self.judged) - len(self.pending)
+
+    def add(self, item: EvalItem) -> None:
+        position = len(self.judged)
+        self.judged.append(self.cache.take(item, self.plan))
+        if self.judged[position] is not None:
+            self.n_cached += 1
+        else:
+            self.pending.append((position, item))
+            if len(self.pending) >= self.plan.chunk_size:
+                self.flush()
+
+    def flush(self) -> None:
+        """Score the queued items in one call and write their rows."""
+        if not self.pending:
+            return
+        items = [it for _, it in self.pending]
+        outcomes = judge(self.scorer, items, self.plan.options, meta_rm=self.meta_rm)
+        for (position, item), outcome in zip(self.pending, outcomes):
+            self.cache.write(cache_row(item, outcome, self.plan.k, self.plan.adaptive))
+            self.judged[position] = judged_of(item, outcome)
+        self.pending.clear()
+
+    def result(self, data: str | Path) -> list[Judged]:
+        """Every item judged, once all are flushed; a ValueError when ``data`` held none."""
+        if self.pending:
+            raise RuntimeError("flush() the pending items first")
+        if not self.judged:
+            raise ValueError(f"{data}: no {self.plan.bench.name} items")
+        n = len(self.judged)
+        logger.info(
+            "%s: %d items, %d from the cache, %d scored now", self.plan.bench.name, n, self.n_cached, n - self.n_cached
+        )
+        return self.judged  # type: ignore[return-value]
+
+
+def diagnose_judged(
+    plan: EvalPlan,
+    judged: Sequence[Judged],
+    sample: Sequence[EvalItem],
+    scorer: Any,
+    meta_rm: JudgementRater | None,
+    cache: Path | None,
+    progress: bool,
+) -> dict[str, Diagnosis]:
+    """The plan's diagnostics of the judged items (``length``) and of the sampled ones re-scored (``position``,
+    ``injection``, cached in ``cache``)."""
+    return run_diagnostics(
+        plan.checks,
+        judged,
+        sample,
+        scorer,
+        plan.options,
+        meta_rm=meta_rm,
+        chunk_size=plan.chunk_size,
+        n_bootstrap=plan.n_bootstrap,
+        cache=cache,
+        progress=progress,
+    )
 
 
 def score_judged(
@@ -276,7 +292,7 @@ def score_judged(
     scores: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, tuple[float, float]]] = {}
     curves: dict[str, dict[int, dict[str, float]]] = {}
-    with tqdm(total=len(modes) * k, desc="voting@k", unit="k", disable=not progress or adaptive) as bar:
+    with progress_bar(total=len(modes) * k, desc="voting@k", unit="k", progress=progress and not adaptive) as bar:
         for mode in modes:
             if adaptive:  # an item's own vote (meta-guided when rated): there are no k of its judgements to draw
                 mean_table = table(own_values(judged, bench.value, width=bench.width))
@@ -343,113 +359,6 @@ def _compute(judged: Sequence[Judged]) -> dict[str, float]:
     if tokens:
         out.update(tokens=sum(tokens), tokens_per_item=sum(tokens) / len(tokens))
     return out
-
-
-def _row(item: EvalItem, outcome: Reward | list[float], k: int, adaptive: bool) -> dict[str, Any]:
-    """An item's cache row: ``k`` is the k asked for (a fixed-k row holds that many judgements, an ``adaptive``
-    row up to that many)."""
-    row: dict[str, Any] = {"id": item.id, "subset": item.subset}
-    if isinstance(outcome, Reward):
-        row.update(k=k, reward=outcome.to_dict())
-        if adaptive:
-            row["adaptive"] = True
-    else:
-        row["scores"] = outcome
-    return row
-
-
-def _light(judgements: Sequence[Judgement]) -> list[Judgement]:
-    """Judgements without their text: what voting needs, small enough to keep one per sample in memory."""
-    return [Judgement(text="", scores=j.scores, error=j.error) for j in judgements]
-
-
-def _judged(item: EvalItem, outcome: Reward | list[float]) -> Judged:
-    if isinstance(outcome, Reward):
-        own = Vote(outcome.rewards, outcome.mean, outcome.best, outcome.kept)
-        tokens = _tokens(j.n_tokens for j in outcome.judgements)
-        judged = _item_judged(item, _light(outcome.judgements), outcome.meta_scores)
-        judged.vote, judged.n_drawn, judged.n_tokens = own, outcome.n_drawn, tokens
-        return judged
-    return _item_judged(item, [Judgement(text="", scores=outcome)])  # type: ignore[arg-type]
-
-
-def _tokens(counts: Any) -> int | None:
-    """The sum of the recorded token counts (None ones skipped); None when none was recorded."""
-    recorded = [n for n in counts if n is not None]
-    return sum(recorded) if recorded else None
-
-
-def _item_judged(item: EvalItem, judgements: list[Judgement], meta: list[float] | None = None) -> Judged:
-    lengths = [len(r) for r in item.responses]
-    return Judged(item.subset, list(item.truth), judgements, meta, id=item.id, lengths=lengths)
-
-
-def _load_cache(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Cached items by id, each cut down as it is read to what the metrics need (judgement texts are dropped)."""
-    compact = load_finished(path, "id", keep=lambda row: _compact(row, path))
-    if compact:
-        logger.info("%s: %d items already judged", path, len(compact))
-    return compact
-
-
-def _compact(row: dict[str, Any], path: str | Path) -> dict[str, Any]:
-    if "reward" in row:
-        reward = row["reward"]
-        judgements = [Judgement(text="", scores=j["scores"], error=j["error"]) for j in reward["judgements"]]
-        return {
-            "k": row["k"],
-            "adaptive": bool(row.get("adaptive")),
-            "judgements": judgements,
-            "meta": reward.get("meta_scores"),
-            "vote": Vote(reward["rewards"], reward["mean"], reward["best"], reward["kept"]),
-            "n_drawn": len(judgements) + reward.get("n_retries", 0),
-            "n_tokens": _tokens(j.get("n_tokens") for j in reward["judgements"]),
-        }
-    if "scores" in row:
-        return {"k": None, "judgements": [Judgement(text="", scores=row["scores"])], "meta": None}
-    raise ValueError(f"{path}: the row for id {row['id']!r} has neither 'reward' nor 'scores'; not a grm eval cache")
-
-
-def _judged_from_cache(
-    entry: dict[str, Any],
-    item: EvalItem,
-    k: int,
-    grm_scorer: bool,
-    meta_rm: Any,
-    cache: str | Path | None,
-    adaptive: bool = False,
-) -> Judged:
-    hint = "pass another cache (or --output) to start afresh"
-    where = f"{cache}: item {item.id!r}"
-    if (entry["k"] is not None) != grm_scorer:
-        made = "a GRM" if entry["k"] is not None else "a scalar reward function"
-        raise ValueError(f"{where} was judged by {made}, not by this scorer; {hint}")
-    if grm_scorer:
-        _check_cached_grm(entry, k, meta_rm, adaptive, where, hint)
-    n = len(item.responses)
-    if any(j.scores is not None and len(j.scores) != n for j in entry["judgements"]):
-        raise ValueError(f"{where} has cached scores for other than its {n} responses; {hint}")
-    judged = _item_judged(item, entry["judgements"], entry["meta"])
-    if grm_scorer:
-        judged.vote, judged.n_drawn, judged.n_tokens = entry["vote"], entry["n_drawn"], entry["n_tokens"]
-    return judged
-
-
-def _check_cached_grm(entry: dict[str, Any], k: int, meta_rm: Any, adaptive: bool, where: str, hint: str) -> None:
-    """ValueError when a GRM's cache row was not made as this run makes them: fixed k or adaptive, the same k,
-    with a meta RM or without (an adaptive row's vote is the meta RM's when it had one)."""
-    if entry["adaptive"] != adaptive:
-        made, this = ("adaptively", "a fixed-k run") if entry["adaptive"] else (f"with all k={entry['k']}", "adaptive")
-        raise ValueError(f"{where} was judged {made}, and this run is {this}; {hint}")
-    if not adaptive and entry["k"] != k:
-        raise ValueError(f"{where} has k={entry['k']} cached judgements, expected k={k}; {hint}")
-    if adaptive and (entry["k"] != k or not 1 <= len(entry["judgements"]) <= k):
-        got = len(entry["judgements"])
-        raise ValueError(f"{where} was judged adaptively with k={entry['k']} ({got} judgements), not k={k}; {hint}")
-    if meta_rm is not None and entry["meta"] is None:
-        raise ValueError(f"{where} was judged without a meta RM; {hint}")
-    if adaptive and meta_rm is None and entry["meta"] is not None:
-        raise ValueError(f"{where} was judged with a meta RM, which made its vote; this run has none; {hint}")
 
 
 def _json_safe(x: Any) -> Any:

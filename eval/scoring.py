@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from grm.eval.base import EvalItem
+from grm.eval.metrics import Judged
 from grm.scoring import JudgementRater, ScoringOptions
-from grm.types import Message, Reward, normalize_query
+from grm.types import Judgement, Message, Reward, normalize_query
+from grm.voting import Vote
 
 ScalarRM = Callable[[list[Message], list[str]], Sequence[float]]
 """A scalar reward model: ``(messages, responses) -> one score per response``, higher is better."""
@@ -45,6 +47,34 @@ def mean_scores(outcome: Reward | list[float]) -> list[float] | None:
     """Per-response scores of a :func:`judge` outcome: a Reward's voted mean (None if no judgement could be
     read), or a scalar reward function's scores."""
     return outcome.mean if isinstance(outcome, Reward) else outcome
+
+
+def judged_of(item: EvalItem, outcome: Reward | list[float]) -> Judged:
+    """What the metrics keep of a :func:`judge` outcome: a Reward's judgements (texts dropped), meta scores, own
+    vote, judgements drawn and tokens; a scalar reward function's scores as one judgement."""
+    if isinstance(outcome, Reward):
+        judged = item_judged(item, light(outcome.judgements), outcome.meta_scores)
+        judged.vote = Vote(outcome.rewards, outcome.mean, outcome.best, outcome.kept)
+        judged.n_drawn, judged.n_tokens = outcome.n_drawn, tokens(j.n_tokens for j in outcome.judgements)
+        return judged
+    return item_judged(item, [Judgement(text="", scores=outcome)])  # type: ignore[arg-type]
+
+
+def item_judged(item: EvalItem, judgements: list[Judgement], meta: list[float] | None = None) -> Judged:
+    """A :class:`~grm.eval.metrics.Judged` of ``item`` (with its responses' lengths) and its judgements."""
+    lengths = [len(r) for r in item.responses]
+    return Judged(item.subset, list(item.truth), judgements, meta, id=item.id, lengths=lengths)
+
+
+def light(judgements: Iterable[Judgement]) -> list[Judgement]:
+    """Judgements without their text: what voting needs, small enough to keep one per sample in memory."""
+    return [Judgement(text="", scores=j.scores, error=j.error) for j in judgements]
+
+
+def tokens(counts: Iterable[int | None]) -> int | None:
+    """The sum of the recorded token counts (None ones skipped); None when none was recorded."""
+    recorded = [n for n in counts if n is not None]
+    return sum(recorded) if recorded else None
 
 
 def _scalar_scores(scorer: ScalarRM, item: EvalItem) -> list[float]:

@@ -7,7 +7,11 @@ import pytest
 from eval_helpers import FIXTURES, marker, marker_grm, run, scripted
 
 from grm import GRM, ScoringOptions
-from grm.eval import write_report
+from grm.eval import get_benchmark, write_report
+from grm.eval.cache import EvalCache, cache_row
+from grm.eval.plan import plan_evaluation
+from grm.eval.runner import Judging, read_items
+from grm.eval.scoring import judge
 from helpers import ScriptedBackend, judge_by, shown_responses
 
 RB = FIXTURES / "rewardbench.jsonl"
@@ -204,3 +208,41 @@ def test_scoring_options_go_whole_or_by_keyword():
         run("rmb", FIXTURES / "rmb_clone", marker_grm(), kk=2)
     with pytest.raises(ValueError, match=r"options \['temperature'\] apply to a GRM only"):
         run("rmb", FIXTURES / "rmb_clone", lambda m, r: [0.0] * len(r), temperature=0.3)
+
+
+def test_read_items_stops_at_the_limit_without_reading_on(tmp_path):
+    data = tmp_path / "rb.jsonl"
+    data.write_text("".join(RB.read_text().splitlines(keepends=True)[:2]) + "{not json\n")
+    bench = get_benchmark("rewardbench")
+    assert [it.id for it in read_items(bench, data, split=None, name=None, limit=2)] == ["1", "2"]
+    with pytest.raises(ValueError, match="line 3"):
+        list(read_items(bench, data, split=None, name=None, limit=None))
+
+
+def test_judging_scores_chunks_of_the_uncached_items_in_order_and_takes_the_cached_ones(tmp_path):
+    items = list(read_items(get_benchmark("rewardbench"), RB, split=None, name=None, limit=None))
+    grm, backend = scripted(lambda shown: [marker(x) for x in shown])
+    plan = plan_evaluation("rewardbench", grm, ScoringOptions(k=1, seed=0), chunk_size=2)
+    path = tmp_path / "c.jsonl"
+    with EvalCache(path) as cache:
+        cache.write(cache_row(items[2], judge(grm, [items[2]], plan.options)[0], 1, adaptive=False))
+    backend.calls.clear()
+    with EvalCache(path) as cache:
+        judging = Judging(plan, grm, None, cache)
+        for n, item in enumerate(items):
+            judging.add(item)
+            assert judging.done == [0, 2, 3, 3, 5, 5, 7, 7][n], "a chunk is scored as soon as it is full"
+        with pytest.raises(RuntimeError, match="flush"):
+            judging.result(RB)
+        judging.flush()
+    judged = judging.result(RB)
+    assert [len(call) for call in backend.calls] == [2, 2, 2, 1] and judging.n_cached == 1
+    assert [j.id for j in judged] == [it.id for it in items] and all(j.vote is not None for j in judged)
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["3", "1", "2", "4", "5", "6", "7", "8"]
+
+
+def test_judging_nothing_is_an_error_naming_the_data(tmp_path):
+    plan = plan_evaluation("rewardbench", marker_grm())
+    with EvalCache(None) as cache:
+        with pytest.raises(ValueError, match="empty.jsonl: no rewardbench items"):
+            Judging(plan.seeded(0), marker_grm(), None, cache).result(tmp_path / "empty.jsonl")
