@@ -185,6 +185,7 @@ def test_the_risk_rule_stops_earlier_on_clear_items_than_on_close_ones():
     assert [r.best for r in rs] == [r.best for r in fixed]
 
 
+@pytest.mark.slow
 def test_the_risk_rule_agrees_with_fixed_k_about_as_often_as_promised():
     items = noisy_items(300, seed=7, gap=(0, 3))
     fixed = [r.best for r in GRM(SlotJudge(2.0)).score_batch(items, k=32, seed=1)]

@@ -124,6 +124,7 @@ def test_grm_score_uses_the_shipped_grm_by_default(tmp_path):
         assert len(stated) >= 1 and all(s.startswith(problem.principle(problem.answer).description[:4]) for s in stated)
 
 
+@pytest.mark.slow
 def test_a_budget_that_cuts_off_the_teachers_judgements_is_refused(tmp_path):
     from grm.training.default_grm import DefaultGRMConfig, Pipeline
 

@@ -219,6 +219,7 @@ def exact_backends(random_lm_path):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 0.9), (0.0, 1.0)], ids=["T1", "nucleus", "greedy"])
 def test_transformers_samples_depend_on_their_prompt_and_seed_only(exact_backends, temperature, top_p):
     def request(messages, n, seed):
@@ -241,6 +242,7 @@ def test_transformers_samples_depend_on_their_prompt_and_seed_only(exact_backend
     assert [t for [t] in texts(3, [request(prompts[0], 1, i) for i in range(3)])] == whole[0]
 
 
+@pytest.mark.slow
 def test_transformers_scoring_is_batch_invariant_greedy_and_sampled(exact_backends):
     rm = GRM(exact_backends[3], "synthetic", max_new_tokens=4)  # the compact template: short prompts
     other = GRM(exact_backends[16], "synthetic", max_new_tokens=4)
@@ -252,6 +254,7 @@ def test_transformers_scoring_is_batch_invariant_greedy_and_sampled(exact_backen
 # ---------------------------------------------------------------------------------------------------- HTTP
 
 
+@pytest.mark.slow
 def test_http_backend_with_a_seeded_server_is_batch_invariant():
     with FaultServer({"default": ["seeded"]}, seeded_judge) as server:
         by_n = GRM.from_openai(server.url, "m", max_retries=1, progress=False)
@@ -315,6 +318,7 @@ def interrupting_generate(calls: int):
     return generate
 
 
+@pytest.mark.slow
 def test_an_interrupted_and_resumed_grm_score_equals_an_uninterrupted_one(random_lm_path, tmp_path, monkeypatch):
     inp = tmp_path / "in.jsonl"
     lines = [json.dumps({"id": f"r{i}", "query": q, "responses": r}) for i, (q, r) in enumerate(ITEMS[:5])]
