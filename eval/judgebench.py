@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Row, Table, parse_rows, require, rows
+from grm.types import brief
 from grm.voting import Vote
 
 FAMILIES = ("mmlu-pro", "livebench-reasoning", "livebench-math", "livecodebench")
@@ -43,25 +44,28 @@ class JudgeBench(Benchmark):
     hub_split = "gpt"
     fixed_order = True
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
-        for origin, index, row in iter_records(source, split=split or self.hub_split, name=name):
-            where = f"{origin} row {index}"
-            require(row, ("pair_id", "source", "question", "response_A", "response_B", "label"), where)
-            truth = _LABELS.get(row["label"])
-            if truth is None:
-                raise ValueError(f"{where}: label {row['label']!r}; expected 'A>B' or 'B>A'")
-            if not all(isinstance(row[f], str) for f in ("question", "response_A", "response_B", "source")):
-                raise ValueError(f"{where}: question, response_A, response_B and source must be strings")
-            pair = [row["response_A"], row["response_B"]]
-            for order in ORDERS:
-                swap = order == "BA"
-                yield EvalItem(
-                    query=row["question"],
-                    responses=pair[::-1] if swap else pair,
-                    truth=truth[::-1] if swap else truth,
-                    id=f"{row['pair_id']}:{order}",
-                    subset=row["source"],
-                )
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
+        return parse_rows(rows(source, split=split or self.hub_split, name=name), self._items)
+
+    def _items(self, r: Row) -> list[EvalItem]:
+        row = r.row
+        require(row, ("pair_id", "source", "question", "response_A", "response_B", "label"))
+        truth = _LABELS.get(row["label"]) if isinstance(row["label"], str) else None
+        if truth is None:
+            raise ValueError(f"label {brief(row['label'])}; expected 'A>B' or 'B>A'")
+        if not all(isinstance(row[f], str) for f in ("question", "response_A", "response_B", "source")):
+            raise ValueError("question, response_A, response_B and source must be strings")
+        pair = [row["response_A"], row["response_B"]]
+        return [
+            EvalItem(
+                query=row["question"],
+                responses=pair[::-1] if order == "BA" else pair,
+                truth=truth[::-1] if order == "BA" else truth,
+                id=f"{row['pair_id']}:{order}",
+                subset=row["source"],
+            )
+            for order in ORDERS
+        ]
 
     def value(self, vote: Vote, truth: Sequence[float]) -> float:
         """+1 when the label's better response scores strictly higher, -1 when strictly lower, 0 on a tie or

@@ -30,6 +30,7 @@ class EvalPlan:
     n_bootstrap: int
     checks: tuple[str, ...]
     diagnose_sample: int
+    skip_bad_rows: bool = False
 
     @property
     def k(self) -> int:
@@ -68,6 +69,7 @@ class EvalPlan:
             "split": split,
             "name": name,
             "limit": limit,
+            "skip_bad_rows": self.skip_bad_rows,
         }
         if self.checks:
             config.update(diagnose=list(self.checks), diagnose_sample=self.diagnose_sample)
@@ -86,12 +88,13 @@ def plan_evaluation(
     n_bootstrap: int = 1000,
     diagnose: str | Sequence[str] | None = (),
     diagnose_sample: int = 100,
+    skip_bad_rows: bool | None = None,
 ) -> EvalPlan:
     """Check an evaluation's settings (see :func:`grm.eval.evaluate`), raising a ValueError or TypeError naming the
     first one that cannot work: ``options`` with the keyword ``overrides`` applied, a scalar reward function given
     GRM-only options or ``k`` > 1, a meta RM (``rated``) without a GRM, sizes below 1. A benchmark shown in a fixed
     order turns shuffling off (an explicit ``shuffle=True`` is refused). The seed is left as given (None: drawn or
-    read from a cache later)."""
+    read from a cache later). ``skip_bad_rows`` None is the benchmark's rule (:attr:`Benchmark.skips_bad_rows`)."""
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     overrides = dict(overrides or {})
     grm = is_grm(scorer)
@@ -113,4 +116,5 @@ def plan_evaluation(
     grm_only = [name for name in grm_only if getattr(options, name) != getattr(ScoringOptions, name)]
     if not grm and grm_only:
         raise ValueError(f"options {grm_only} apply to a GRM only")
-    return EvalPlan(bench, options, grm, rated, chunk_size, draws, n_bootstrap, checks, diagnose_sample)
+    skip = bench.skips_bad_rows if skip_bad_rows is None else bool(skip_bad_rows)
+    return EvalPlan(bench, options, grm, rated, chunk_size, draws, n_bootstrap, checks, diagnose_sample, skip)

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Row, Table, parse_rows, require, rows, text
 from grm.sources import is_hub_id
+from grm.types import brief
 from grm.voting import Vote
 
 logger = logging.getLogger(__name__)
@@ -46,25 +47,31 @@ class PPEPreference(Benchmark):
     hub_id = "lmarena-ai/PPE-Human-Preference-V1"
     hub_split = "test"
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
-        unique, skipped = UniqueIds(), 0
-        for origin, index, row in iter_records(source, split=split or self.hub_split, name=name):
-            where = f"{origin} row {index}"
-            require(row, ("prompt", "response_1", "response_2", "winner"), where)
-            truth = _WINNERS.get(row["winner"])
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
+        unique, ties = UniqueIds(), 0
+
+        def items(r: Row) -> list[EvalItem]:
+            nonlocal ties
+            row = r.row
+            require(row, ("prompt", "response_1", "response_2", "winner"))
+            truth = _WINNERS.get(row["winner"]) if isinstance(row["winner"], str) else None
             if truth is None:
-                skipped += 1
-                continue
-            key = str(row["question_id"]) if row.get("question_id") is not None else f"{origin}:{index}"
-            yield EvalItem(
-                query=row["prompt"],
-                responses=[row["response_1"], row["response_2"]],
-                truth=truth,
-                id=unique(key),
-                subset=str(row.get("language") or "unknown"),
-            )
-        if skipped:
-            logger.info("%s: skipped %d items whose winner is neither model_a nor model_b (ties)", source, skipped)
+                ties += 1
+                return []
+            key = str(row["question_id"]) if row.get("question_id") is not None else f"{r.origin}:{r.index}"
+            return [
+                EvalItem(
+                    query=row["prompt"],
+                    responses=[text(row, "response_1"), text(row, "response_2")],
+                    truth=truth,
+                    id=unique(key),
+                    subset=str(row.get("language") or "unknown"),
+                )
+            ]
+
+        yield from parse_rows(rows(source, split=split or self.hub_split, name=name), items)
+        if ties:
+            logger.info("%s: skipped %d items whose winner is neither model_a nor model_b (ties)", source, ties)
 
 
 class PPECorrectness(Benchmark):
@@ -76,25 +83,33 @@ class PPECorrectness(Benchmark):
     name = "ppe-correctness"
     hub_split = "train"  # no default hub_id: each of the five source benchmarks is its own dataset
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
         unique = UniqueIds()
-        for origin, index, row in iter_records(source, split=split or self.hub_split, name=name):
-            where = f"{origin} row {index}"
-            require(row, ("prompt", "scores"), where)
-            responses = _responses(row, where)
+
+        def items(r: Row) -> list[EvalItem]:
+            row = r.row
+            require(row, ("prompt", "scores"))
+            responses = _responses(row)
             if len(responses) < 2:
-                raise ValueError(f"{where}: best-of-K needs two or more responses, got {len(responses)}")
-            if len(row["scores"]) != len(responses):
-                raise ValueError(f"{where}: {len(row['scores'])} scores for {len(responses)} responses")
-            subset = str(row.get("subset") or _source_name(source if is_hub_id(str(source)) else origin))
+                raise ValueError(f"best-of-K needs two or more responses, got {len(responses)}")
+            flags = row["scores"]
+            if isinstance(flags, str) or not isinstance(flags, list) or len(flags) != len(responses):
+                raise ValueError(
+                    f"scores must be a list of one flag per response ({len(responses)}), got {brief(flags)}"
+                )
+            subset = str(row.get("subset") or _source_name(source if is_hub_id(str(source)) else r.origin))
             key = ":".join(str(row[f]) for f in ("question_id", "model_name") if row.get(f) is not None)
-            yield EvalItem(
-                query=row["prompt"],
-                responses=responses,
-                truth=[1.0 if s else 0.0 for s in row["scores"]],
-                id=unique(f"{subset}:{key or index}"),
-                subset=subset,
-            )
+            return [
+                EvalItem(
+                    query=row["prompt"],
+                    responses=responses,
+                    truth=[1.0 if s else 0.0 for s in flags],
+                    id=unique(f"{subset}:{key or r.index}"),
+                    subset=subset,
+                )
+            ]
+
+        return parse_rows(rows(source, split=split or self.hub_split, name=name), items)
 
     def value(self, vote: Vote, truth: list[float]) -> float:
         return float(vote.best is not None and truth[vote.best] == 1.0)
@@ -106,13 +121,13 @@ class PPECorrectness(Benchmark):
         return scores
 
 
-def _responses(row: dict[str, Any], where: str) -> list[str]:
+def _responses(row: dict[str, Any]) -> list[str]:
     numbered = sorted((int(m.group(1)), key) for key in row if (m := _RESPONSE_KEY.match(key)))
     if not numbered:
-        raise ValueError(f"{where}: no response_1 .. response_K fields; got {sorted(row)}")
+        raise ValueError(f"no response_1 .. response_K fields; got {brief(sorted(row))}")
     if [n for n, _ in numbered] != list(range(1, len(numbered) + 1)):
-        raise ValueError(f"{where}: response fields are not numbered 1..K: {[k for _, k in numbered]}")
-    return [row[key] for _, key in numbered]
+        raise ValueError(f"response fields are not numbered 1..K: {brief([k for _, k in numbered])}")
+    return [text(row, key) for _, key in numbered]
 
 
 def _source_name(origin: str) -> str:

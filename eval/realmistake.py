@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Row, Table, parse_rows, require, rows, text
 from grm.eval.metrics import roc_auc
 from grm.sources import DatasetUnavailable, is_hub_id
+from grm.types import brief
 from grm.voting import Vote
 
 TASKS = ("math_word_problem_generation", "finegrained_fact_verification", "answerability_classification")
@@ -34,12 +35,12 @@ class ReaLMistake(Benchmark):
     metric = "roc_auc"
     hub_id = "ryokamoi/realmistake"
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
         if is_hub_id(str(source)):
             for task in [name] if name else TASKS:
                 for part in [split] if split else RESPONSE_MODELS:
-                    for _, index, row in iter_records(source, split=part, name=task):
-                        yield self._item(row, task, f"{task}/{part}/{index}", f"{source} {task}/{part} row {index}")
+                    records = rows(source, split=part, name=task)
+                    yield from parse_rows(records, lambda r, task=task, part=part: [_item(r, task, part)])
             return
         path = Path(source)
         if not path.exists():
@@ -51,18 +52,7 @@ class ReaLMistake(Benchmark):
         if not files:
             raise DatasetUnavailable(f"{path}: no <task>/<model>.jsonl files below this folder")
         for file in files:
-            task = file.parent.name
-            for _, index, row in iter_records(file):
-                yield self._item(row, task, f"{task}/{file.stem}/{index}", f"{file} row {index}")
-
-    def _item(self, row: dict, task: str, key: str, where: str) -> EvalItem:
-        require(row, ("input", "llm_response"), where)
-        label = row.get("error_label", row.get("label"))
-        if label not in _LABELS:
-            raise ValueError(f"{where}: label {label!r}; expected 'error' or 'no_error' in error_label or label")
-        return EvalItem(
-            query=row["input"], responses=[row["llm_response"]], truth=[_LABELS[label]], id=key, subset=task
-        )
+            yield from parse_rows(rows(file), lambda r, file=file: [_item(r, file.parent.name, file.stem)])
 
     def value(self, vote: Vote, truth: Sequence[float]) -> float:
         return float("nan") if vote.mean is None else vote.mean[0]
@@ -76,3 +66,19 @@ class ReaLMistake(Benchmark):
             if len(index):
                 scores[f"subsets/{subset}"] = roc_auc(table.labels[index], table.values[index])
         return scores
+
+
+def _item(r: Row, task: str, part: str) -> EvalItem:
+    """A row of ``task``'s ``part`` (a hub split or a file's stem), keyed by task, part and place."""
+    row = r.row
+    require(row, ("input", "llm_response"))
+    label = row.get("error_label", row.get("label"))
+    if not isinstance(label, str) or label not in _LABELS:
+        raise ValueError(f"label {brief(label)}; expected 'error' or 'no_error' in error_label or label")
+    return EvalItem(
+        query=row["input"],
+        responses=[text(row, "llm_response")],
+        truth=[_LABELS[label]],
+        id=f"{task}/{part}/{r.index}",
+        subset=task,
+    )

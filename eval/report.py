@@ -7,6 +7,7 @@ import logging
 import math
 from pathlib import Path
 
+from grm.eval.base import HEADLINE
 from grm.eval.diagnostics import PAYLOADS, Diagnosis
 from grm.eval.runner import EvalResult
 
@@ -48,10 +49,10 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
     modes = list(result.scores)
     metric = "ROC-AUC" if result.metric == "roc_auc" else "accuracy"
     lines = [
-        f"# {result.benchmark}: {_pct(result.headline)} {column(result, result.mode)}",
+        f"# {result.benchmark}: {_pct(result.headline)}% {result.headline_key}, {column(result, result.mode)}",
         "",
-        f"{metric} in %, 95% bootstrap intervals over items ({result.config.get('n_bootstrap', '?')} resamples, "
-        "stratified by subset).",
+        f"{metric} in % (`result.json` holds the same scores as fractions in 0..1), 95% bootstrap intervals over "
+        f"items ({result.config.get('n_bootstrap', '?')} resamples, stratified by subset).",
         "",
         "| | |",
         "|---|---|",
@@ -61,12 +62,14 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
         f"| unreadable judgements | {result.n_invalid} of {result.n_judgements} |",
         f"| items with no readable judgement | {result.n_unscored} |",
         *_compute_rows(result.compute),
+        *([f"| rows skipped (not valid items, listed below) | {result.n_skipped} |"] if result.n_skipped else []),
+        *[f"| warning | {warning} |" for warning in result.warnings],
         "",
         "## Scores",
         "",
     ]
     header = [c for m in modes for c in (column(result, m), "95% CI")]
-    main = [key for key in result.scores[modes[0]] if not key.startswith("subsets/")]
+    main = [key for key in result.scores[modes[0]] if key != HEADLINE and not key.startswith("subsets/")]
     lines += _table(result, ["score", *header], main, modes, lambda key: [key.removeprefix("groups/")])
     subsets = [key for key in result.scores[modes[0]] if key.startswith("subsets/")]
     if subsets:
@@ -92,7 +95,7 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
         lines += ["", f"## {' and '.join(f'{MODE_NAMES[m]}@k' for m in modes)} ({result.headline_key})", ""]
         lines += ["| k | " + " | ".join(f"{MODE_NAMES[m]}@k" for m in modes) + " |", "|---" * (len(modes) + 1) + "|"]
         for k in range(1, result.k + 1):
-            row = [_pct(result.curves[m][k].get(result.headline_key, math.nan)) for m in modes]
+            row = [_pct(result.curves[m][k].get(HEADLINE, math.nan)) for m in modes]
             lines.append(f"| {k} | " + " | ".join(row) + " |")
         draws = result.config.get("draws", "?")
         lines += ["", f"Each point votes k of the {result.k} judgements per item, averaged over {draws} draws."]
@@ -100,6 +103,10 @@ def markdown(result: EvalResult, *, curves_file: str | None = "curves.png") -> s
         lines += ["", f"![{result.benchmark} voting@k]({curves_file})"]
     if result.diagnostics:
         lines += ["", *diagnostics_markdown(result.diagnostics, result)]
+    if result.n_skipped:
+        more = result.n_skipped - len(result.skipped)
+        lines += ["", "## Rows skipped", "", "The scores are those of the other items.", ""]
+        lines += [f"- `{row}`" for row in result.skipped] + ([f"- and {more} more"] if more else [])
     return "\n".join(lines) + "\n"
 
 
@@ -223,7 +230,7 @@ def plot_curves(result: EvalResult, path: str | Path) -> Path:
     ax = fig.subplots()
     ks = list(range(1, result.k + 1))
     for mode, style in zip(result.scores, ("o-", "s--")):
-        ys = [100 * result.curves[mode][k].get(result.headline_key, math.nan) for k in ks]
+        ys = [100 * result.curves[mode][k].get(HEADLINE, math.nan) for k in ks]
         ax.plot(ks, ys, style, label=f"{MODE_NAMES[mode]}@k")
     ax.set_xlabel("k (judgements voted per item)")
     ax.set_ylabel(f"{result.headline_key} {'ROC-AUC' if result.metric == 'roc_auc' else 'accuracy'} (%)")

@@ -12,10 +12,11 @@ score is the plain mean of the four sections. Data: hub ``allenai/reward-bench``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Row, Table, parse_rows, require, rows, text
+from grm.types import brief
 
 EXAMPLE_COUNTS: dict[str, int] = {
     "alpacaeval-easy": 100,
@@ -93,19 +94,40 @@ class RewardBench(Benchmark):
     hub_id = "allenai/reward-bench"
     hub_split = "filtered"
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
-        for origin, index, row in iter_records(source, split=split or self.hub_split, name=name):
-            where = f"{origin} row {index}"
-            require(row, ("prompt", "chosen", "rejected", "subset"), where)
-            if row["subset"] not in EXAMPLE_COUNTS:
-                raise ValueError(f"{where}: unknown subset {row['subset']!r}; expected one of {sorted(EXAMPLE_COUNTS)}")
-            yield EvalItem(
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
+        return parse_rows(rows(source, split=split or self.hub_split, name=name), self._items)
+
+    def _items(self, r: Row) -> list[EvalItem]:
+        row = r.row
+        require(row, ("prompt", "chosen", "rejected", "subset"))
+        if row["subset"] not in EXAMPLE_COUNTS:
+            raise ValueError(f"unknown subset {brief(row['subset'])}; expected one of {sorted(EXAMPLE_COUNTS)}")
+        return [
+            EvalItem(
                 query=row["prompt"],
-                responses=[row["chosen"], row["rejected"]],
+                responses=[text(row, "chosen"), text(row, "rejected")],
                 truth=[1.0, 0.0],
-                id=str(row["id"]) if row.get("id") is not None else f"{origin}:{index}",
+                id=str(row["id"]) if row.get("id") is not None else f"{r.origin}:{r.index}",
                 subset=row["subset"],
             )
+        ]
+
+    def coverage(self, subsets: Sequence[str]) -> list[str]:
+        """A warning for each section the data lacks subsets of: a section is then the weighted mean of the
+        subsets present, and without any subset of a section there is no ``overall``."""
+        warnings = []
+        for section, members in SUBSET_MAPPING.items():
+            absent = [s for s in members if s not in subsets]
+            if len(absent) == len(members):
+                warnings.append(
+                    f"section {section} is absent from the data (none of {members}): no overall score; the "
+                    "headline is the accuracy over the items given"
+                )
+            elif absent:
+                warnings.append(
+                    f"section {section} lacks subsets {absent}: its score is the weighted mean of the others only"
+                )
+        return warnings
 
     def summarize(self, table: Table) -> dict[str, float]:
         subsets = table.subset_means()

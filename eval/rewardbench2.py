@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Row, Table, parse_rows, require, rows, texts
+from grm.types import brief
 from grm.voting import Vote
 
 SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
@@ -105,36 +106,40 @@ class RewardBench2(Benchmark):
     hub_split = "test"
     width = 3
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
-        for origin, index, row in iter_records(source, split=split or self.hub_split, name=name):
-            where = f"{origin} row {index}"
-            require(row, ("id", "prompt", "chosen", "rejected", "subset"), where)
-            subset = row["subset"]
-            if subset not in SUBSETS:
-                raise ValueError(f"{where}: unknown subset {subset!r}; expected one of {list(SUBSETS)}")
-            chosen, rejected = _texts(row["chosen"], "chosen", where), _texts(row["rejected"], "rejected", where)
-            responses = chosen + rejected
-            n_correct = row.get("num_correct")
-            n_correct = len(chosen) if n_correct is None else n_correct
-            if not isinstance(n_correct, int) or not 1 <= n_correct < len(responses):
-                raise ValueError(
-                    f"{where}: num_correct {n_correct!r} must be an integer from 1 to {len(responses) - 1} "
-                    f"(the responses are the {len(chosen)} chosen then the {len(rejected)} rejected)"
-                )
-            item_id = str(row["id"])
-            if subset == TIES:
-                m = _TIES_ID.match(item_id)
-                if not m:
-                    raise ValueError(f"{where}: a Ties id must be 'ref:<n>' or 'tied:<n>', got {item_id!r}")
-                if m.group(1) == "tied" and n_correct < 2:
-                    raise ValueError(f"{where}: a 'tied' prompt needs two or more correct responses, got {n_correct}")
-            yield EvalItem(
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
+        return parse_rows(rows(source, split=split or self.hub_split, name=name), self._items)
+
+    def _items(self, r: Row) -> list[EvalItem]:
+        row = r.row
+        require(row, ("id", "prompt", "chosen", "rejected", "subset"))
+        subset = row["subset"]
+        if subset not in SUBSETS:
+            raise ValueError(f"unknown subset {brief(subset)}; expected one of {list(SUBSETS)}")
+        chosen, rejected = texts(row, "chosen"), texts(row, "rejected")
+        responses = chosen + rejected
+        n_correct = row.get("num_correct")
+        n_correct = len(chosen) if n_correct is None else n_correct
+        if isinstance(n_correct, bool) or not isinstance(n_correct, int) or not 1 <= n_correct < len(responses):
+            raise ValueError(
+                f"num_correct {brief(n_correct)} must be an integer from 1 to {len(responses) - 1} "
+                f"(the responses are the {len(chosen)} chosen then the {len(rejected)} rejected)"
+            )
+        item_id = str(row["id"])
+        if subset == TIES:
+            m = _TIES_ID.match(item_id)
+            if not m:
+                raise ValueError(f"a Ties id must be 'ref:<n>' or 'tied:<n>', got {brief(item_id)}")
+            if m.group(1) == "tied" and n_correct < 2:
+                raise ValueError(f"a 'tied' prompt needs two or more correct responses, got {n_correct}")
+        return [
+            EvalItem(
                 query=row["prompt"],
                 responses=responses,
                 truth=[1.0] * n_correct + [0.0] * (len(responses) - n_correct),
                 id=f"{subset}/{item_id}",
                 subset=subset,
             )
+        ]
 
     def value(self, vote: Vote, truth: Sequence[float]) -> tuple[float, float, float]:
         scores = vote.mean if vote.mean is not None else [0.0] * len(truth)  # unreadable: all tied
@@ -145,6 +150,12 @@ class RewardBench2(Benchmark):
         subset, _, rest = item_id.partition("/")
         m = _TIES_ID.match(rest) if subset == TIES else None
         return f"{TIES}/{m.group(2)}" if m else item_id
+
+    def coverage(self, subsets: Sequence[str]) -> list[str]:
+        absent = [s for s in SUBSETS if s not in subsets]
+        if not absent:
+            return []
+        return [f"subsets {absent} are absent from the data: no overall score (the mean of all six subsets)"]
 
     def summarize(self, table: Table) -> dict[str, float]:
         if table.ids is None or table.units is None:
@@ -163,9 +174,3 @@ class RewardBench2(Benchmark):
         scores.update({f"ties/{key}": v for key, v in terms.items()})
         scores.update({f"subsets/{s}": subsets[s] for s in SUBSETS if s in subsets})
         return scores
-
-
-def _texts(value: object, field: str, where: str) -> list[str]:
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{where}: {field} must be a list of strings, got {value!r:.80}")
-    return list(value)

@@ -16,15 +16,15 @@ Helpfulness/Harmlessness x BoN/Pairwise is the accuracy over all its items; ``ov
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Table, parse_rows, require, rows
 from grm.sources import DatasetUnavailable
-from grm.types import Message, normalize_query
+from grm.types import Message, brief, normalize_query
 
 SETS = {"Pairwise_set": "Pairwise", "BoN_set": "BoN"}
 GOALS = ("Helpfulness", "Harmlessness")
@@ -47,7 +47,7 @@ class RMB(Benchmark):
 
     name = "rmb"
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
         root = Path(source)
         if not root.exists():
             raise DatasetUnavailable(
@@ -60,30 +60,31 @@ class RMB(Benchmark):
         if not files:
             raise DatasetUnavailable(f"{root}: no RMB .json files below this folder")
         for path in files:
-            for _, index, row in iter_records(path):
-                yield self._item(row, f"{path} item {index}")
+            yield from parse_rows(rows(path), lambda r: [self._item(r.row)])
 
-    def _item(self, row: dict[str, Any], where: str) -> EvalItem:
+    def _item(self, row: dict[str, Any]) -> EvalItem:
         if "pair_uid" in row:
-            require(row, ("pair_uid", "conversation_input", "chosen", "reject", "category_path"), where)
+            require(row, ("pair_uid", "conversation_input", "chosen", "reject", "category_path"))
             kind, uid, answers = "pairwise", row["pair_uid"], [row["chosen"], row["reject"]]
         elif "bon_uid" in row:
-            require(row, ("bon_uid", "conversation_input", "bon_best", "loser_list", "category_path"), where)
+            require(row, ("bon_uid", "conversation_input", "bon_best", "loser_list", "category_path"))
             if not isinstance(row["loser_list"], list) or not row["loser_list"]:
-                raise ValueError(f"{where}: loser_list must be a non-empty list, got {row['loser_list']!r:.80}")
+                raise ValueError(f"loser_list must be a non-empty list, got {brief(row['loser_list'])}")
             kind, uid, answers = "bon", row["bon_uid"], [row["bon_best"], *row["loser_list"]]
         else:
-            raise ValueError(f"{where}: neither 'pair_uid' nor 'bon_uid'; is this an RMB file? keys {sorted(row)}")
+            raise ValueError(f"neither 'pair_uid' nor 'bon_uid'; is this an RMB file? keys {brief(sorted(row))}")
+        if not isinstance(row["category_path"], str):
+            raise ValueError(f"category_path must be a string, got {brief(row['category_path'])}")
         group_of(row["category_path"])
         responses = []
         for a in answers:
             if not isinstance(a, dict) or not isinstance(a.get("answer"), str):
-                raise ValueError(f"{where}: expected answers as {{'llm_name', 'answer'}} objects, got {a!r:.80}")
+                raise ValueError(f"expected answers as {{'llm_name', 'answer'}} objects, got {brief(a)}")
             responses.append(a["answer"])
         try:
             query = normalize_query(_conversation(row["conversation_input"]))
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{where}: conversation_input: {e}") from e
+            raise ValueError(f"conversation_input: {e}") from e
         return EvalItem(
             query=query,
             responses=responses,
@@ -91,6 +92,12 @@ class RMB(Benchmark):
             id=f"{kind}/{uid}",
             subset=row["category_path"],
         )
+
+    def coverage(self, subsets: Sequence[str]) -> list[str]:
+        absent = [g for g in GROUPS if g not in {group_of(s) for s in subsets}]
+        if not absent:
+            return []
+        return [f"{absent} are absent from the data: no overall score (the mean of the four)"]
 
     def summarize(self, table: Table) -> dict[str, float]:
         group_codes = np.array([GROUPS.index(group_of(s)) for s in table.subsets])[table.codes]

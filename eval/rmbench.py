@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grm.eval.base import Benchmark, EvalItem, Table, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Row, Table, parse_rows, require, rows, text, texts
+from grm.types import brief
 from grm.voting import Vote
 
 DOMAINS = {"chat": "Chat", "code": "Code", "math": "Math", "safety": "Safety"}
@@ -59,39 +60,40 @@ class RMBench(Benchmark):
     hub_id = "THU-KEG/RM-Bench"
     width = 4
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
-        for origin, index, row in iter_records(source, split=split or self.hub_split, name=name):
-            where = f"{origin} row {index}"
-            require(row, ("id", "prompt", "chosen", "rejected"), where)
-            subset = row.get("domain") or _domain_from_file(origin)
-            if subset is None:
-                raise ValueError(f"{where}: no 'domain' field, and the file name does not name one (chat_*.json ...)")
-            try:
-                domain_of(subset)
-            except ValueError as e:
-                raise ValueError(f"{where}: {e}") from e
-            responses = []
-            for side in ("chosen", "rejected"):
-                texts = row[side]
-                if isinstance(texts, str) or not isinstance(texts, Sequence) or len(texts) != _SIZE:
-                    raise ValueError(f"{where}: {side} must be a list of {_SIZE} responses ({', '.join(STYLES)})")
-                if not all(isinstance(t, str) for t in texts):
-                    raise ValueError(f"{where}: {side} must hold strings, got {[type(t).__name__ for t in texts]}")
-                responses += list(texts)
-            if not isinstance(row["prompt"], str):
-                raise ValueError(f"{where}: prompt must be a string, got {type(row['prompt']).__name__}")
-            yield EvalItem(
-                query=row["prompt"],
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
+        return parse_rows(rows(source, split=split or self.hub_split, name=name), self._items)
+
+    def _items(self, r: Row) -> list[EvalItem]:
+        row = r.row
+        require(row, ("id", "prompt", "chosen", "rejected"))
+        domain = row.get("domain")
+        if domain is not None and not isinstance(domain, str):
+            raise ValueError(f"domain must be a string, got {type(domain).__name__} {brief(domain)}")
+        subset = domain or _domain_from_file(r.origin)
+        if subset is None:
+            raise ValueError("no 'domain' field, and the file name does not name one (chat_*.json ...)")
+        domain_of(subset)
+        responses = texts(row, "chosen", _SIZE) + texts(row, "rejected", _SIZE)
+        return [
+            EvalItem(
+                query=text(row, "prompt"),
                 responses=responses,
                 truth=[1.0] * _SIZE + [0.0] * _SIZE,
                 id=f"{subset}/{row['id']}",
                 subset=subset,
             )
+        ]
 
     def value(self, vote: Vote, truth: Sequence[float]) -> tuple[float, float, float, float]:
         scores = vote.mean if vote.mean is not None else [0.0] * len(truth)  # unreadable: all tied, all wrong
         levels = matrix_levels(scores[:_SIZE], scores[_SIZE:])
         return (sum(levels) / len(levels), *levels)
+
+    def coverage(self, subsets: Sequence[str]) -> list[str]:
+        absent = sorted(set(DOMAINS.values()) - {domain_of(s) for s in subsets})
+        if not absent:
+            return []
+        return [f"domains {absent} are absent from the data: no overall score (the mean of the four domains)"]
 
     def summarize(self, table: Table) -> dict[str, float]:
         domain_names = list(DOMAINS.values())

@@ -4,21 +4,21 @@ of each item's own vote and the judgements it drew)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grm.eval.base import Benchmark, EvalItem, Table
+from grm.eval.base import HEADLINE, Benchmark, EvalItem, Table, headline_key
 from grm.eval.cache import EvalCache, cache_row
 from grm.eval.diagnostics import Diagnosis, ItemSample, run_diagnostics
 from grm.eval.metrics import Judged, bootstrap_intervals, mean_summary, own_values, vote_values
 from grm.eval.plan import EvalPlan, plan_evaluation
+from grm.eval.reading import ItemReader
 from grm.eval.scoring import judge, judged_of
 from grm.progress import progress_bar
 from grm.scoring import JudgementRater, ScoringOptions
@@ -26,18 +26,19 @@ from grm.seeding import random_seed
 
 logger = logging.getLogger(__name__)
 
-HEADLINE_KEYS = ("overall", "accuracy")
-"""The score a curve and the report lead with: the first of these a summary has."""
+UNIT = "fraction"
+"""Every score of a result is a fraction in 0..1 (``result.json`` says so); reports show percent."""
 
 
 @dataclass
 class EvalResult:
     """Scores of one benchmark run.
 
-    ``scores[mode]`` holds the benchmark's named scores (``overall``, ``groups/...``, ``subsets/...``) with all
-    ``k`` judgements per item, for mode ``voting`` and, when meta scores were cached, ``metarm``;
-    ``intervals[mode][key]`` their bootstrap intervals; ``curves[mode][k]`` the same scores from ``k`` judgements.
-    Fractions in 0..1 (accuracy, or ROC-AUC when ``metric`` says so); NaN where undefined.
+    ``scores[mode]`` holds the benchmark's named scores (``headline``, then its own: ``overall``, ``groups/...``,
+    ``subsets/...``) with all ``k`` judgements per item, for mode ``voting`` and, when meta scores were cached,
+    ``metarm``; ``intervals[mode][key]`` their bootstrap intervals; ``curves[mode][k]`` the same scores from ``k``
+    judgements. Every score is a fraction in 0..1 (accuracy, or ROC-AUC when ``metric`` says so; reports show
+    them in percent); NaN where undefined.
 
     An ``adaptive`` run (adaptive compute or a budget: up to ``k`` judgements per item) scores each item by its
     own vote over the judgements it drew, in one mode (``metarm`` with a meta RM, whose vote it is, else
@@ -62,6 +63,12 @@ class EvalResult:
     """Bias and reward-hacking checks (``length``, ``position``, ``injection``) when asked for."""
     adaptive: bool = False
     compute: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """Parts of the benchmark the data lacks (see :meth:`Benchmark.coverage`)."""
+    n_skipped: int = 0
+    """Rows of the data that were not valid items and were skipped (see ``skip_bad_rows``)."""
+    skipped: list[str] = field(default_factory=list)
+    """The first of them, each ``"<file> line N: why"``."""
 
     @property
     def mode(self) -> str:
@@ -70,16 +77,20 @@ class EvalResult:
 
     @property
     def headline_key(self) -> str:
-        return next((key for key in HEADLINE_KEYS if key in self.scores[self.mode]), HEADLINE_KEYS[-1])
+        """Which of the benchmark's scores the headline is: ``overall``, or ``accuracy`` on partial data."""
+        return headline_key(self.scores[self.mode])
 
     @property
     def headline(self) -> float:
-        """The benchmark's main number (e.g. RewardBench's overall) with all k judgements (adaptive: as drawn)."""
-        return self.scores[self.mode].get(self.headline_key, math.nan)
+        """The benchmark's main number (``scores[mode]["headline"]``, e.g. RewardBench's overall) with all k
+        judgements (adaptive: as drawn), a fraction in 0..1."""
+        return self.scores[self.mode].get(HEADLINE, math.nan)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: NaN becomes None, curve keys become strings."""
-        return _json_safe(asdict(self))
+        """JSON-ready: NaN becomes None, curve keys become strings; with the headline, the key and mode it comes
+        from, and the unit of every score."""
+        out = {"headline": self.headline, "headline_key": self.headline_key, "mode": self.mode, "unit": UNIT}
+        return _json_safe(out | asdict(self))
 
 
 def evaluate(
@@ -99,6 +110,7 @@ def evaluate(
     progress: bool = True,
     diagnose: str | Sequence[str] = (),
     diagnose_sample: int = 100,
+    skip_bad_rows: bool | None = None,
     **overrides: Any,
 ) -> EvalResult:
     """Score ``benchmark`` on ``data`` (a local file or folder, or a hub dataset name) and compute its scores.
@@ -126,6 +138,12 @@ def evaluate(
     ``diagnose`` names bias checks (``"length"``, ``"position"``, ``"injection"``, or a comma-separated string) run
     beside the scores, see :mod:`grm.eval.diagnostics`; position and injection re-score ``diagnose_sample`` items
     drawn at random (seeded), cached next to ``cache`` (``<cache stem>.diagnostics.jsonl``).
+
+    A row of the data that is not a valid item (unreadable, a missing field, a wrong type) is named with its file
+    and line. ``skip_bad_rows`` (None: the benchmark's rule, :attr:`Benchmark.skips_bad_rows`: only ``synthetic``
+    skips) skips such rows with a warning, counted in ``EvalResult.n_skipped``; else the first stops the run
+    before more items are scored, with a :class:`~grm.eval.reading.BadData` error listing every bad row of the
+    data.
     """
     plan = plan_evaluation(
         benchmark,
@@ -138,16 +156,18 @@ def evaluate(
         n_bootstrap=n_bootstrap,
         diagnose=diagnose,
         diagnose_sample=diagnose_sample,
+        skip_bad_rows=skip_bad_rows,
     )
     store = EvalCache(cache)
     plan = plan.seeded(plan.options.seed if plan.options.seed is not None else random_seed())
     sample = ItemSample(plan.sample_size, plan.seed)
     judging = Judging(plan, scorer, meta_rm, store)
+    reader = ItemReader(plan.bench, data, split=split, name=name, limit=limit, skip=plan.skip_bad_rows)
     with (
         store,
         progress_bar(desc=f"eval {plan.bench.name}", unit="item", total=limit, progress=progress, leave=True) as bar,
     ):
-        for item in read_items(plan.bench, data, split=split, name=name, limit=limit):
+        for item in reader:
             sample.offer(item)
             judging.add(item)
             bar.update(judging.done - bar.n)
@@ -168,23 +188,11 @@ def evaluate(
         progress=progress,
         adaptive=plan.adaptive,
     )
+    result.n_skipped, result.skipped = reader.n_skipped, [str(row) for row in reader.skipped]
     if plan.checks:
         diagnostics_cache = None if cache is None else Path(cache).with_suffix(".diagnostics.jsonl")
         result.diagnostics = diagnose_judged(plan, judged, sample.items, scorer, meta_rm, diagnostics_cache, progress)
     return result
-
-
-def read_items(
-    bench: Benchmark, data: str | Path, *, split: str | None, name: str | None, limit: int | None
-) -> Iterator[EvalItem]:
-    """The benchmark's items of ``data``, the first ``limit`` of them (nothing after them is read); a repeated id
-    is a ValueError (ids key the cache)."""
-    seen: set[str] = set()
-    for item in itertools.islice(bench.items(data, split=split, name=name), limit):
-        if item.id in seen:
-            raise ValueError(f"duplicate item id {item.id!r} in {data}; ids key the cache and must be unique")
-        seen.add(item.id)
-        yield item
 
 
 class Judging:
@@ -296,7 +304,7 @@ def score_judged(
         for mode in modes:
             if adaptive:  # an item's own vote (meta-guided when rated): there are no k of its judgements to draw
                 mean_table = table(own_values(judged, bench.value, width=bench.width))
-                scores[mode] = bench.summarize(mean_table)
+                scores[mode] = bench.scores(mean_table)
                 intervals[mode] = _intervals(bench, mean_table, units, n_bootstrap, seed)
                 continue
             curves[mode] = {}
@@ -312,12 +320,15 @@ def score_judged(
                     k_meta=scaled,
                     width=bench.width,
                 )
-                curves[mode][kk] = mean_summary([bench.summarize(table(v)) for v in values])
+                curves[mode][kk] = mean_summary([bench.scores(table(v)) for v in values])
                 bar.update(1)
             mean_table = table(values.mean(axis=0))
             scores[mode] = curves[mode][k]
             intervals[mode] = _intervals(bench, mean_table, units, n_bootstrap, seed)
     n_valid = [sum(j.valid for j in item.judgements) for item in judged]
+    warnings = bench.coverage(subsets)
+    for warning in warnings:
+        logger.warning("%s: %s", bench.name, warning)
     return EvalResult(
         benchmark=bench.name,
         metric=bench.metric,
@@ -333,6 +344,7 @@ def score_judged(
         config=config or {},
         adaptive=adaptive,
         compute=_compute(judged),
+        warnings=warnings,
     )
 
 
@@ -340,7 +352,7 @@ def _intervals(
     bench: Benchmark, table: Table, units: np.ndarray, n_bootstrap: int, seed: int
 ) -> dict[str, tuple[float, float]]:
     return bootstrap_intervals(
-        lambda index, copies: bench.summarize(table.take(index, copies)),
+        lambda index, copies: bench.scores(table.take(index, copies)),
         table.groups(),
         units=units,
         n=n_bootstrap,

@@ -14,9 +14,10 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from grm.eval.base import Benchmark, EvalItem, iter_records, require
+from grm.eval.base import Benchmark, Entry, EvalItem, Row, parse_rows, require, rows, text, texts
 from grm.sources import DatasetUnavailable
 from grm.synthetic import RIGHT, WRONG, make_examples
+from grm.types import brief
 from grm.voting import Vote
 
 _SPEC = re.compile(r"^seed=(\d+),n=(\d+)$")
@@ -26,8 +27,9 @@ class Synthetic(Benchmark):
     """The synthetic judging task the shipped default GRM is trained on."""
 
     name = "synthetic"
+    skips_bad_rows = True
 
-    def items(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[EvalItem]:
+    def read(self, source: str | Path, *, split: str | None = None, name: str | None = None) -> Iterator[Entry]:
         spec = _SPEC.match(str(source))
         if spec and not Path(source).exists():
             for e in make_examples(int(spec.group(2)), int(spec.group(1))):
@@ -35,13 +37,7 @@ class Synthetic(Benchmark):
             return
         if not Path(source).exists():
             raise DatasetUnavailable(f"{source}: no such file, and not a spec like 'seed=1000,n=200'")
-        for origin, index, row in iter_records(source):
-            where = f"{origin} item {index}"
-            require(row, ("query", "responses", "truth", "kind"), where)
-            if len(row["truth"]) != len(row["responses"]):
-                raise ValueError(f"{where}: {len(row['truth'])} truth values for {len(row['responses'])} responses")
-            item_id = str(row["id"]) if row.get("id") is not None else f"{origin}:{index}"
-            yield EvalItem(row["query"], list(row["responses"]), list(row["truth"]), id=item_id, subset=row["kind"])
+        yield from parse_rows(rows(source), _item)
 
     def value(self, vote: Vote, truth: Sequence[float]) -> float:
         if len(truth) > 1:
@@ -50,3 +46,13 @@ class Synthetic(Benchmark):
             return 0.0
         said_right = vote.mean[0] > (RIGHT + WRONG) / 2
         return float(said_right == (truth[0] == RIGHT))
+
+
+def _item(r: Row) -> list[EvalItem]:
+    row = r.row
+    require(row, ("query", "responses", "truth", "kind"))
+    responses, truth = texts(row, "responses"), row["truth"]
+    if isinstance(truth, str) or not isinstance(truth, list) or len(truth) != len(responses):
+        raise ValueError(f"truth must be a list of one number per response ({len(responses)}), got {brief(truth)}")
+    item_id = str(row["id"]) if row.get("id") is not None else f"{r.origin}:{r.index}"
+    return [EvalItem(row["query"], responses, list(truth), id=item_id, subset=text(row, "kind"))]

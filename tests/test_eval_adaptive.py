@@ -110,7 +110,7 @@ def test_adaptive_report_says_why_there_are_no_curves(data, tmp_path):
     assert saved["adaptive"] is True and saved["curves"] == {} and saved["config"]["risk"] == 0.05
     assert saved["compute"]["judgements_drawn"] == result.compute["judgements_drawn"] < 8 * 24
     md = paths["markdown"].read_text()
-    assert md.startswith(f"# rewardbench: {100 * result.headline:.1f} Voting@8 (adaptive)")
+    assert md.startswith(f"# rewardbench: {100 * result.headline:.1f}% accuracy, Voting@8 (adaptive)")
     assert "| score | Voting@8 (adaptive) | 95% CI |" in md and "Not computed: this run was adaptive" in md
     assert f"| judgements drawn per item | {result.compute['judgements_per_item']:.2f} (" in md
     assert "voting@k](" not in md

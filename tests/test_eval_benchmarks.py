@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from grm.eval import DatasetUnavailable, get_benchmark
-from grm.eval.base import iter_records
+from grm.eval.base import rows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 RMB_CLONE = FIXTURES / "rmb_clone"
@@ -48,7 +48,7 @@ def test_rmb_reads_a_subfolder_or_one_file_and_rejects_foreign_json(tmp_path):
     assert sorted(it.id for it in pairwise) == [f"pairwise/{u}" for u in "012345"]
     s2 = load("rmb", RMB_CLONE / "RMB_dataset" / "BoN_set" / "Harmlessness" / "S2.json")
     assert [it.id for it in s2] == ["bon/2", "bon/3"]
-    with pytest.raises(ValueError, match="Some-RM_result.json item 0: missing field\\(s\\) \\['conversation_input'"):
+    with pytest.raises(ValueError, match="Some-RM_result.json item 1 \\(line 2\\): missing field\\(s\\) \\['conversation_input'"):
         load("rmb", RMB_CLONE / "eval")  # the authors' result files are not data
     bad = tmp_path / "bad.json"
     bad.write_text('[{"uid": "1"}]')
@@ -75,7 +75,7 @@ def test_rewardbench_loader_checks_subsets():
 def test_rewardbench_unknown_subset(tmp_path):
     bad = tmp_path / "rb.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": "b", "subset": "chess", "id": 1}) + "\n")
-    with pytest.raises(ValueError, match="rb.jsonl row 0: unknown subset 'chess'"):
+    with pytest.raises(ValueError, match="rb.jsonl line 1: unknown subset 'chess'"):
         load("rewardbench", bad)
     bad.write_text(json.dumps({"prompt": "p", "chosen": "a", "subset": "chess"}) + "\n")
     with pytest.raises(ValueError, match="missing field\\(s\\) \\['rejected'\\]"):
@@ -106,7 +106,7 @@ def test_ppe_correctness_reads_numbered_responses_from_jsonl_and_parquet(tmp_pat
     assert items[1].truth == [1.0, 0.0, 0.0, 1.0]
     lone = tmp_path / "lone.jsonl"  # best-of-1 would count as right whatever the scores
     lone.write_text(json.dumps({"question_id": "g2", "prompt": "Q?", "response_1": "r", "scores": [False]}) + "\n")
-    with pytest.raises(ValueError, match="lone.jsonl row 0: best-of-K needs two or more responses, got 1"):
+    with pytest.raises(ValueError, match="lone.jsonl line 1: best-of-K needs two or more responses, got 1"):
         load("ppe-correctness", lone)
 
 
@@ -144,14 +144,15 @@ def test_realmistake_reads_the_unzipped_data_and_both_label_names(tmp_path):
 def test_readers_name_bad_rows_and_missing_data(tmp_path):
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"a": 1}\n{not json\n')
-    with pytest.raises(ValueError, match="line 2: not valid JSON"):
-        list(iter_records(bad))
+    good, broken = rows(bad)
+    assert (good.where, good.row, good.index, good.origin) == (f"{bad} line 1", {"a": 1}, 0, "x.jsonl")
+    assert broken.where == f"{bad} line 2" and broken.row is None and broken.error.startswith("not valid JSON")
     arr = tmp_path / "x.json"
     arr.write_text('"a": 1')
     with pytest.raises(ValueError, match="expected a JSON array of objects or JSON lines"):
-        list(iter_records(arr))
+        list(rows(arr))
     with pytest.raises(DatasetUnavailable, match="no such file or folder"):
-        list(iter_records(tmp_path / "missing.jsonl"))
+        list(rows(tmp_path / "missing.jsonl"))
     with pytest.raises(ValueError, match="unknown benchmark 'helm'"):
         get_benchmark("helm")
 

@@ -38,7 +38,7 @@ def test_grm_eval_writes_a_report_and_resumes(memorized_grm_path, tmp_path, monk
     cached = [json.loads(x) for x in (out / "judgements.jsonl").read_text().splitlines()]
     assert [(c["id"], c["k"], len(c["reward"]["judgements"])) for c in cached] == [("10", 2, 2), ("11", 2, 2)]
     assert "Scores:" in cached[0]["reward"]["judgements"][0]["text"]
-    assert (out / "report.md").read_text().startswith("# rewardbench: 100.0 Voting@2")
+    assert (out / "report.md").read_text().startswith("# rewardbench: 100.0% accuracy, Voting@2")
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
     generated.clear()
@@ -82,4 +82,4 @@ def test_grm_eval_with_a_meta_rm(memorized_grm_path, tmp_path):
     assert result["scores"]["metarm"]["accuracy"] == 1.0 and sorted(result["curves"]["metarm"]) == ["1", "2"]
     [row] = [json.loads(x) for x in (out / "judgements.jsonl").read_text().splitlines()]
     assert len(row["reward"]["meta_scores"]) == 2 and len(row["reward"]["kept"]) == 1
-    assert (out / "report.md").read_text().startswith("# rewardbench: 100.0 MetaRM@2")
+    assert (out / "report.md").read_text().startswith("# rewardbench: 100.0% accuracy, MetaRM@2")

@@ -42,7 +42,7 @@ def test_loader_names_bad_rows_and_reads_the_gpt_split_by_default(tmp_path, monk
     row = json.loads(FILE.read_text().splitlines()[0])
     bad = tmp_path / "jb.jsonl"
     bad.write_text(json.dumps({**row, "label": "A=B"}) + "\n")
-    with pytest.raises(ValueError, match="jb.jsonl row 0: label 'A=B'; expected 'A>B' or 'B>A'"):
+    with pytest.raises(ValueError, match="jb.jsonl line 1: label 'A=B'; expected 'A>B' or 'B>A'"):
         load(bad)
     bad.write_text(json.dumps({**row, "response_B": None}) + "\n")
     with pytest.raises(ValueError, match="must be strings"):

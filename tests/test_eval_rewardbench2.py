@@ -69,7 +69,7 @@ def test_loader_names_bad_rows(tmp_path, change, message):
     row = json.loads(RB2.read_text().splitlines()[0])
     bad = tmp_path / "rb2.jsonl"
     bad.write_text(json.dumps({**row, **change}) + "\n")
-    with pytest.raises(ValueError, match=f"rb2.jsonl row 0: {message}"):
+    with pytest.raises(ValueError, match=f"rb2.jsonl line 1: {message}"):
         load(bad)
 
 

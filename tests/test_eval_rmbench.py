@@ -54,9 +54,9 @@ def test_loader_reads_the_per_domain_files_which_name_the_domain_in_the_file_nam
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"chosen": ["a", "b"]}, "chosen must be a list of 3 responses"),
-        ({"rejected": "abc"}, "rejected must be a list of 3 responses"),
-        ({"rejected": ["a", "b", None]}, "rejected must hold strings"),
+        ({"chosen": ["a", "b"]}, "chosen must be a list of 3 strings, got 2"),
+        ({"rejected": "abc"}, "rejected must be a list of 3 strings, got str 'abc'"),
+        ({"rejected": ["a", "b", None]}, "rejected must be a list of 3 strings; item 2 is NoneType"),
         ({"domain": "poetry"}, "domain 'poetry': expected one starting with chat, code, math, safety"),
         ({"prompt": ["a"]}, "prompt must be a string"),
     ],
@@ -65,7 +65,7 @@ def test_loader_names_bad_rows(tmp_path, change, message):
     row = json.loads(TOTAL.read_text())[0]
     bad = tmp_path / "total_dataset.json"
     bad.write_text(json.dumps([{**row, **change}]))
-    with pytest.raises(ValueError, match=f"total_dataset.json row 0: {message}"):
+    with pytest.raises(ValueError, match=f"total_dataset.json item 1 \\(line 1\\): {message}"):
         load(bad)
 
 

@@ -10,7 +10,8 @@ from grm import GRM, ScoringOptions
 from grm.eval import get_benchmark, write_report
 from grm.eval.cache import EvalCache, cache_row
 from grm.eval.plan import plan_evaluation
-from grm.eval.runner import Judging, read_items
+from grm.eval.reading import ItemReader
+from grm.eval.runner import Judging
 from grm.eval.scoring import judge
 from helpers import ScriptedBackend, judge_by, shown_responses
 
@@ -45,7 +46,8 @@ def test_rmb_groups_and_overall_by_hand():
 
 def test_ppe_and_realmistake_by_hand(tmp_path):
     pref = run("ppe-preference", FIXTURES / "ppe_preference.jsonl", marker_grm())
-    assert pref.scores["voting"] == pytest.approx({"overall": 2 / 3, "subsets/English": 1.0, "subsets/Chinese": 0.0})
+    expected = {"headline": 2 / 3, "overall": 2 / 3, "subsets/English": 1.0, "subsets/Chinese": 0.0}
+    assert pref.scores["voting"] == pytest.approx(expected)
     corr = run("ppe-correctness", FIXTURES / "ppe_correctness", marker_grm())
     assert corr.scores["voting"]["overall"] == 0.5  # m1/a picks a correct response, m1/b an incorrect one
     mistake = run("realmistake", FIXTURES / "realmistake", marker_grm(), k=2)
@@ -154,7 +156,7 @@ def test_report_files(tmp_path):
     assert sorted(data["curves"]["metarm"]) == ["1", "2", "3"]
     assert len(data["intervals"]["voting"]["groups/Chat"]) == 2
     md = paths["markdown"].read_text()
-    assert f"# rewardbench: {100 * r.headline:.1f} MetaRM@3" in md
+    assert f"# rewardbench: {100 * r.headline:.1f}% overall, MetaRM@3" in md
     assert "| score | Voting@3 | 95% CI | MetaRM@3 | 95% CI |" in md
     assert "| Chat Hard |" in md and "| math-prm | 1 |" in md and "![rewardbench voting@k](curves.png)" in md
     png = paths["curves"].read_bytes()
@@ -214,13 +216,13 @@ def test_read_items_stops_at_the_limit_without_reading_on(tmp_path):
     data = tmp_path / "rb.jsonl"
     data.write_text("".join(RB.read_text().splitlines(keepends=True)[:2]) + "{not json\n")
     bench = get_benchmark("rewardbench")
-    assert [it.id for it in read_items(bench, data, split=None, name=None, limit=2)] == ["1", "2"]
-    with pytest.raises(ValueError, match="line 3"):
-        list(read_items(bench, data, split=None, name=None, limit=None))
+    assert [it.id for it in ItemReader(bench, data, limit=2)] == ["1", "2"]
+    with pytest.raises(ValueError, match="rb.jsonl line 3: not valid JSON"):
+        list(ItemReader(bench, data))
 
 
 def test_judging_scores_chunks_of_the_uncached_items_in_order_and_takes_the_cached_ones(tmp_path):
-    items = list(read_items(get_benchmark("rewardbench"), RB, split=None, name=None, limit=None))
+    items = list(ItemReader(get_benchmark("rewardbench"), RB))
     grm, backend = scripted(lambda shown: [marker(x) for x in shown])
     plan = plan_evaluation("rewardbench", grm, ScoringOptions(k=1, seed=0), chunk_size=2)
     path = tmp_path / "c.jsonl"
@@ -238,7 +240,16 @@ def test_judging_scores_chunks_of_the_uncached_items_in_order_and_takes_the_cach
     judged = judging.result(RB)
     assert [len(call) for call in backend.calls] == [2, 2, 2, 1] and judging.n_cached == 1
     assert [j.id for j in judged] == [it.id for it in items] and all(j.vote is not None for j in judged)
-    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["3", "1", "2", "4", "5", "6", "7", "8"]
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == [
+        "3",
+        "1",
+        "2",
+        "4",
+        "5",
+        "6",
+        "7",
+        "8",
+    ]
 
 
 def test_judging_nothing_is_an_error_naming_the_data(tmp_path):
@@ -246,3 +257,33 @@ def test_judging_nothing_is_an_error_naming_the_data(tmp_path):
     with EvalCache(None) as cache:
         with pytest.raises(ValueError, match="empty.jsonl: no rewardbench items"):
             Judging(plan.seeded(0), marker_grm(), None, cache).result(tmp_path / "empty.jsonl")
+
+
+def test_a_rewardbench_section_missing_from_the_data_is_a_warning(caplog, tmp_path):
+    with caplog.at_level("WARNING"):
+        full = run("rewardbench", RB, marker_grm())
+    assert "section Chat lacks subsets ['alpacaeval-length'" in caplog.text
+    assert not any("absent from the data" in w for w in full.warnings) and full.headline_key == "overall"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        part = run("rewardbench", RB, marker_grm(), limit=3)  # Chat, Chat Hard and Safety items only
+    assert "section Reasoning is absent from the data" in caplog.text and "no overall score" in caplog.text
+    assert part.headline_key == "accuracy" and part.headline == part.scores["voting"]["accuracy"]
+    report = write_report(part, tmp_path)["markdown"].read_text()
+    assert "| warning | section Reasoning is absent from the data" in report
+
+
+def test_the_headline_is_one_key_in_every_mode_curve_and_interval_and_a_fraction_in_json(tmp_path):
+    r = run("rewardbench", RB, noisy_grm(), k=2, meta_rm=MarkerMeta(), k_meta=1)
+    for mode in ("voting", "metarm"):
+        assert r.scores[mode]["headline"] == r.scores[mode]["overall"]
+        assert r.intervals[mode]["headline"] == r.intervals[mode]["overall"]
+        assert all(curve["headline"] == curve["overall"] for curve in r.curves[mode].values())
+    data = json.loads(write_report(r, tmp_path)["json"].read_text())
+    assert (data["headline"], data["headline_key"], data["mode"], data["unit"]) == (
+        r.headline,
+        "overall",
+        "metarm",
+        "fraction",
+    )
+    assert list(data)[:4] == ["headline", "headline_key", "mode", "unit"] and 0 <= data["headline"] <= 1
