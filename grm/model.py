@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from grm.backends import Backend, Completion, GenerationRequest, load_backend
+from grm.judges import JudgeFormat, get_judge
 from grm.prompts import PromptTemplate
 from grm.scoring import (
     Generate,
@@ -24,17 +25,21 @@ from grm.types import Item, Message, Reward, normalize_score_range
 
 
 class GRM:
-    """A generative reward model.
+    """A generative reward model: a judge format (how to prompt the judge and read its answers) on a backend.
 
-    ``backend`` is any object with the :class:`grm.backends.Backend` ``generate`` method; ``template`` a
-    built-in template name or a path to a jinja2 file. ``score_range`` defaults to what the template declares.
+    ``backend`` is any object with the :class:`grm.backends.Backend` ``generate`` method. ``judge`` names a judge
+    format (:mod:`grm.judges`; default ``spct``, SPCT's own) or is a :class:`~grm.judges.JudgeFormat`.
+    ``template`` (a built-in template name, a path to a jinja2 file or a :class:`~grm.prompts.PromptTemplate`)
+    replaces the format's prompt, read the same way. ``score_range`` defaults to the one a given template declares,
+    else the format's.
     """
 
     def __init__(
         self,
         backend: Backend,
-        template: str | Path | PromptTemplate = "default",
+        template: str | Path | PromptTemplate | None = None,
         *,
+        judge: str | JudgeFormat | None = None,
         score_range: tuple[int, int] | None = None,
         max_new_tokens: int = 1024,
         max_retries: int = 0,
@@ -42,8 +47,16 @@ class GRM:
         if not callable(getattr(backend, "generate", None)):
             raise TypeError(f"backend must have a generate(requests) method, got {type(backend).__name__}")
         self.backend = backend
-        self.template = template if isinstance(template, PromptTemplate) else PromptTemplate.load(template)
-        self.score_range = normalize_score_range(score_range) if score_range is not None else self.template.score_range
+        self.judge = get_judge("spct" if judge is None else judge)
+        if template is not None:
+            self.judge = self.judge.with_template(template)
+        self.template: PromptTemplate = self.judge.template  # type: ignore[assignment]
+        if score_range is not None:
+            self.score_range = normalize_score_range(score_range)
+        elif template is not None and self.template.declares_score_range and self.judge.verdict != "pairwise":
+            self.score_range = self.template.score_range
+        else:
+            self.score_range = self.judge.score_range
         self.max_new_tokens = max_new_tokens
         self.max_retries = max_retries
         self._generate_lock = threading.Lock()
@@ -54,26 +67,30 @@ class GRM:
         path_or_id: str | Path | None = None,
         backend: str = "transformers",
         *,
+        judge: str | JudgeFormat | None = None,
         template: str | Path | PromptTemplate | None = None,
         score_range: tuple[int, int] | None = None,
         max_new_tokens: int | None = None,
         max_retries: int = 0,
         **backend_kwargs: Any,
     ) -> GRM:
-        """Load a model by local path or hub id onto the named backend (``backend_kwargs`` go to it).
+        """Load a model by local path or hub id onto the named backend (``backend_kwargs`` go to it; a GGUF file
+        in the folder loads with ``gguf_file="NAME.gguf"`` on the transformers backend, with the ``gguf`` extra).
 
         No ``path_or_id``: the default GRM shipped with grm (see :mod:`grm.assets`; it judges only the synthetic
         task's kinds of question). A ``grm_config.json`` in the model folder supplies what is left unset here
-        (``template``, ``score_range``, ``max_new_tokens``); otherwise the ``default`` template and 1024 tokens.
+        (``judge``, ``template``, ``score_range``, ``max_new_tokens``); otherwise the ``spct`` format and 1024 tokens.
         """
         from grm.assets import default_grm_path, read_grm_config
 
         path = default_grm_path() if path_or_id is None else path_or_id
         saved = read_grm_config(path)
+        format_ = get_judge(judge if judge is not None else saved.get("judge", "spct"))  # unknown names fail first
         engine = load_backend(backend, str(path), **backend_kwargs)
         return cls(
             engine,
-            template if template is not None else saved.get("template", "default"),
+            template if template is not None else saved.get("template"),
+            judge=format_,
             score_range=score_range if score_range is not None else saved.get("score_range"),
             max_new_tokens=max_new_tokens or saved.get("max_new_tokens", 1024),
             max_retries=max_retries,
@@ -86,7 +103,8 @@ class GRM:
         model: str,
         api_key: str | None = None,
         *,
-        template: str | Path | PromptTemplate = "default",
+        judge: str | JudgeFormat | None = None,
+        template: str | Path | PromptTemplate | None = None,
         score_range: tuple[int, int] | None = None,
         max_new_tokens: int = 1024,
         max_retries: int = 0,
@@ -100,8 +118,16 @@ class GRM:
         """
         from grm.backends.openai import OpenAIBackend
 
+        format_ = get_judge("spct" if judge is None else judge)
         engine = OpenAIBackend(model, base_url, api_key=api_key, **client_kwargs)
-        return cls(engine, template, score_range=score_range, max_new_tokens=max_new_tokens, max_retries=max_retries)
+        return cls(
+            engine,
+            template,
+            judge=format_,
+            score_range=score_range,
+            max_new_tokens=max_new_tokens,
+            max_retries=max_retries,
+        )
 
     def build_prompt(
         self,
@@ -230,6 +256,7 @@ class GRM:
             score_range=self.score_range,  # type: ignore[arg-type]
             max_new_tokens=self.max_new_tokens,
             max_retries=self.max_retries,
+            judge=self.judge,
             rated=meta_rm is not None,
             keys=keys,
         )

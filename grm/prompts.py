@@ -45,6 +45,11 @@ class PromptTemplate:
     source: str
 
     @property
+    def declares_score_range(self) -> bool:
+        """Whether the template declares its score range (``{# grm: score_range=LO,HI #}``)."""
+        return _SCORE_RANGE.search(self.source) is not None
+
+    @property
     def score_range(self) -> tuple[int, int]:
         """The score range the template declares with ``{# grm: score_range=LO,HI #}`` (default 1..10)."""
         m = _SCORE_RANGE.search(self.source)

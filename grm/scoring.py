@@ -40,8 +40,10 @@ from typing import Any, Protocol, TypeVar
 
 from grm import voting
 from grm.backends import BackendUnavailableError, Completion, GenerationRequest, Sampling
+from grm.judges import JudgeFormat, Reader
 from grm.parsing import parse_judgement
 from grm.seeding import item_seed, random_seed, request_seed, seeded_rng
+from grm.thinking import split_thinking
 from grm.types import Item, Judgement, Message, Reward
 
 logger = logging.getLogger(__name__)
@@ -130,12 +132,14 @@ class ScoringOptions:
         """Whether samples are drawn in rounds (``adaptive`` or a ``budget``)."""
         return self.adaptive or self.budget is not None
 
-    def budget_for(self, n_items: int) -> int | None:
-        """The most judgements a call scoring ``n_items`` items may draw (None: no budget); ValueError when it
-        cannot give every item one."""
+    def budget_for(self, n_items: int, judgements: int | None = None) -> int | None:
+        """The most judgements a call scoring ``n_items`` items may draw (None: no budget); a fraction is of
+        ``judgements`` (default ``k * n_items``; more when a judge sees part of an item per judgement). ValueError
+        when it cannot give every item one."""
         if self.budget is None:
             return None
-        total = self.budget if isinstance(self.budget, int) else math.floor(self.budget * self.k * n_items)
+        full = self.k * n_items if judgements is None else judgements
+        total = self.budget if isinstance(self.budget, int) else math.floor(self.budget * full)
         if total < n_items:
             raise ValueError(f"a budget of {self.budget} gives {total} judgements, fewer than one per item ({n_items})")
         return total
@@ -211,25 +215,47 @@ class JudgementRater(Protocol):
 # ---------------------------------------------------------------------------------------------------- pieces
 
 
-def read_judgement(completion: Completion, order: Sequence[int], score_range: tuple[int, int]) -> Judgement:
-    """The judgement in ``completion``, generated for a prompt that showed the responses in ``order`` (``order[p]``
-    is the caller's index of the response shown at position ``p``), with its scores in the caller's order. A
-    failed completion gives an invalid judgement that keeps the text and the error; so does one cut at the token
-    limit before its final scores line (see :func:`~grm.parsing.parse_judgement`)."""
+def read_judgement(
+    completion: Completion,
+    order: Sequence[int],
+    score_range: tuple[int, int],
+    *,
+    n: int | None = None,
+    read: Reader = parse_judgement,
+) -> Judgement:
+    """The judgement in ``completion``, generated for a prompt that showed the responses ``order`` (``order[p]`` is
+    the caller's index of the response shown at position ``p``), with its scores in the caller's order: a list of
+    ``n`` (default ``len(order)``) where a response the prompt did not show scores None.
+
+    The completion's thinking (``<think>`` blocks, or the engine's separate reasoning; see :mod:`grm.thinking`) is
+    kept on ``Judgement.thinking`` and never read: a judgement cut off before its thinking closed is an error
+    ("truncated in thinking"), as unreadable as any other. The answer is read with ``read`` (a judge format's
+    reader; default SPCT's :func:`~grm.parsing.parse_judgement`). A failed completion gives an invalid judgement
+    that keeps the text and the error; so does one cut at the token limit before its verdict."""
     order = list(order)
+    n = len(order) if n is None else n
     if completion.error:
         return Judgement(text=completion.text, order=order, error=completion.error, n_tokens=completion.n_tokens)
     truncated = completion.finish_reason == "length"
     try:  # never raises on model output; this guards against a backend handing over something other than text
-        judgement = parse_judgement(completion.text, len(order), score_range, truncated=truncated)
+        split = split_thinking(completion.text, completion.reasoning)
+        if split.unfinished:
+            cause = "cut off at the token limit" if truncated else "it ended"
+            judgement = Judgement(text=completion.text, error=f"truncated in thinking: {cause} before </think>")
+        else:
+            judgement = read(split.answer, len(order), score_range, truncated=truncated)
+            judgement.text = completion.text
+        judgement.thinking = split.thinking
     except Exception as e:
         judgement = Judgement(text=str(completion.text), error=f"unreadable completion: {type(e).__name__}: {e}")
     judgement.order, judgement.n_tokens = order, completion.n_tokens
     if judgement.scores is not None:
-        caller = [0] * len(order)
+        caller: list[float | None] = [None] * n
         for shown, index in enumerate(order):
             caller[index] = judgement.scores[shown]
         judgement.scores = caller
+        if judgement.ranking is not None:
+            judgement.ranking = [order[p] for p in judgement.ranking]
     return judgement
 
 
@@ -267,15 +293,16 @@ def generation_call(round_index: int, attempt: int, max_retries: int) -> int:
 
 @dataclass
 class _ItemState:
-    """One item's progress: its seed and the random stream drawn from it, its response order for each of the k
-    samples, the judgements drawn so far (None: not yet), how many samples are drawn, how many resamples it
-    took, how many rounds it was given, the meta RM's ratings of its judgements so far, and the estimated risk
-    of its current decision."""
+    """One item's progress: its seed and the random stream drawn from it, the response order of each of its
+    judgements (k per unit: see :meth:`grm.judges.JudgeFormat.orders`) and how many units a sample has, the
+    judgements drawn so far (None: not yet), how many are drawn, how many resamples it took, how many rounds it was
+    given, the meta RM's ratings of its judgements so far, and the estimated risk of its current decision."""
 
     item: Item
     seed: int
     rng: random.Random
     orders: list[list[int]]
+    units: int
     judgements: list[Judgement | None]
     drawn: int = 0
     n_retries: int = 0
@@ -287,8 +314,9 @@ class _ItemState:
 class ScoringPlan:
     """One ``score_batch`` call's scoring, without I/O: drive :meth:`steps` (see the module docs).
 
-    ``prompt(item, order)`` gives the chat messages that show ``item``'s responses in ``order``; ``score_range``
-    is the model's; ``max_new_tokens`` and ``max_retries`` are the model's, used where ``options`` leave them
+    ``prompt(item, order)`` gives the chat messages that show ``item``'s responses in ``order``; ``judge`` says
+    which responses each judgement shows and reads its answers (default: SPCT's format); ``score_range`` is the
+    model's; ``max_new_tokens`` and ``max_retries`` are the model's, used where ``options`` leave them
     unset; ``rated`` says that a meta RM will answer :class:`Rate` steps. ``keys`` name the items in the caller's
     job (integers or strings, e.g. row indices or ids; default: each item's ``id``, else its position), and seed
     each item with :func:`~grm.seeding.item_seed` of ``options.seed`` and its key. Items with the same key and
@@ -304,11 +332,15 @@ class ScoringPlan:
         score_range: tuple[int, int],
         max_new_tokens: int,
         max_retries: int,
+        judge: JudgeFormat | None = None,
         rated: bool = False,
         keys: Sequence[int | str] | None = None,
     ) -> None:
+        from grm.judges import get_judge
+
         check_meta_rm(options, rated)
         self.options, self.prompt, self.score_range, self.rated = options, prompt, score_range, rated
+        self.judge = judge if judge is not None else get_judge("spct")
         coerced = [Item.coerce(it) for it in items]
         if keys is None:
             keys = [i if item.id is None else item.id for i, item in enumerate(coerced)]
@@ -322,15 +354,15 @@ class ScoringPlan:
         self.seed = random_seed() if options.seed is None else options.seed
         self.k_meta = (options.k_meta or max(1, k // 2)) if rated else None
         self.spread = score_range[1] - score_range[0]
-        self.budget = options.budget_for(len(coerced))
-        self.spent = 0
         self.states: list[_ItemState] = []
         for item, key in zip(coerced, keys):
             seed = item_seed(self.seed, key)
             rng = seeded_rng(seed)
-            n = len(item.responses)
-            orders = [_shuffled(n, rng) if options.shuffle else list(range(n)) for _ in range(k)]
-            self.states.append(_ItemState(item, seed, rng, orders, [None] * k))
+            orders = self.judge.orders(len(item.responses), k, rng, options.shuffle)
+            units = len(orders) // k
+            self.states.append(_ItemState(item, seed, rng, orders, units, [None] * len(orders)))
+        self.budget = options.budget_for(len(self.states), sum(len(s.orders) for s in self.states))
+        self.spent = 0
 
     def steps(self) -> Generator[Step, Any, list[Reward]]:
         """The whole scoring: draw (and rate) in rounds, vote; returns one reward per item."""
@@ -407,8 +439,11 @@ class ScoringPlan:
         for i, s in enumerate(self.states):
             judgements: list[Judgement] = s.judgements  # type: ignore[assignment]  # all drawn now
             meta = s.meta if self.rated else None
-            k_meta = max(1, round(s.drawn * self.k_meta / self.options.k)) if self.k_meta is not None else None
-            v = voting.vote(judgements, len(s.item.responses), rng=s.rng, meta_scores=meta, k_meta=k_meta)
+            samples = s.drawn // s.units
+            k_meta = max(1, round(samples * self.k_meta / self.options.k)) if self.k_meta is not None else None
+            v = voting.vote(
+                judgements, len(s.item.responses), rng=s.rng, meta_scores=meta, k_meta=k_meta, units=s.units
+            )
             n_valid = sum(j.valid for j in judgements)
             if n_valid < len(judgements):
                 logger.debug("item %d: %d of %d judgements invalid", i, len(judgements) - n_valid, len(judgements))
@@ -438,11 +473,11 @@ class ScoringPlan:
         if not active:  # every item decided (with budget to spare)
             return []
         k = self.options.k
-        size = min(k, self.options.adaptive_round) if self.options.in_rounds else k
+        rounds = min(k, self.options.adaptive_round) if self.options.in_rounds else k
         left = None if self.budget is None else self.budget - self.spent
         if left is not None:
             if first:
-                size = min(size, left // len(active))
+                rounds = min(rounds, left // sum(self.states[i].units for i in active))
             else:  # the least settled first, and only those within LEAST_SETTLED of the least settled one
                 active = sorted(active, key=lambda i: (-self.states[i].risk, i))
                 top = self.states[active[0]].risk
@@ -450,7 +485,8 @@ class ScoringPlan:
         pending = []
         for i in active:
             s = self.states[i]
-            end = min(k, s.drawn + size, s.drawn + left) if left is not None else min(k, s.drawn + size)
+            total, size = len(s.orders), rounds * s.units
+            end = min(total, s.drawn + size, s.drawn + left) if left is not None else min(total, s.drawn + size)
             if end <= s.drawn:
                 break
             pending += [(i, j) for j in range(s.drawn, end)]
@@ -468,7 +504,7 @@ class ScoringPlan:
         out = []
         for i in active:
             s = self.states[i]
-            if s.drawn >= self.options.k or self._decided(s):
+            if s.drawn >= len(s.orders) or self._decided(s):
                 continue
             out.append(i)
         return out
@@ -478,10 +514,12 @@ class ScoringPlan:
         overtaken), or with ``risk`` > 0 probably (:func:`grm.voting.decision_risk` at most ``risk``). Sets
         ``s.risk``."""
         judgements: list[Judgement] = s.judgements[: s.drawn]  # type: ignore[assignment]
-        n, k = len(s.item.responses), self.options.k
+        n, k, total = len(s.item.responses), self.options.k, len(s.orders)
         if self.k_meta is None:
-            votes, final = [voting.score_vector(j) for j in judgements], k
-            exact = voting.leader_is_safe(judgements, n, k - s.drawn, self.spread)
+            votes, final = [voting.score_vector(j) for j in judgements], total
+            exact = voting.leader_is_safe(judgements, n, total - s.drawn, self.spread)
+        elif s.units > 1:  # the meta RM keeps the best of each unit: nothing is safe before all are drawn
+            return False
         else:
             kept = voting.kept_so_far(s.meta, k, self.k_meta)
             votes, final = [voting.score_vector(judgements[j]) for j in kept], self.k_meta
@@ -497,7 +535,8 @@ class ScoringPlan:
         re-raised if nothing was drawn yet, else False (a round's first draw then counts as never made).
 
         The request for an item's samples ``j, ...`` (those that drew one order) is seeded from the item's seed,
-        the item's own call number (its round and attempt, not the batch's) and ``j * k``: its samples get the
+        the item's own call number (its round and attempt, not the batch's) and ``j`` times the item's number of
+        judgements (k, or k per unit of a judge that sees part of an item at a time): its samples get the
         engine seeds ``seed, seed + 1, ...``, which no other request of the item shares, and which depend on
         nothing outside the item."""
         groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
@@ -507,7 +546,8 @@ class ScoringPlan:
         requests = []
         for (i, order), samples in groups.items():
             call = generation_call(self.states[i].rounds - 1, attempt, self.max_retries)  # the item's own round
-            seed = None if temperature == 0 else request_seed(self.states[i].seed, call, samples[0] * self.options.k)
+            index = samples[0] * len(self.states[i].orders)  # no two requests of the item share an engine seed
+            seed = None if temperature == 0 else request_seed(self.states[i].seed, call, index)
             sampling = Sampling(temperature, self.max_new_tokens, seed=seed)
             requests.append(GenerationRequest(self.prompt(self.states[i].item, order), len(samples), sampling))
         try:
@@ -527,7 +567,9 @@ class ScoringPlan:
             if len(completions) != len(samples):
                 raise RuntimeError(f"backend returned {len(completions)} completions where n={len(samples)}")
             for j, completion in zip(samples, completions):
-                self.states[i].judgements[j] = read_judgement(completion, order, self.score_range)
+                self.states[i].judgements[j] = read_judgement(
+                    completion, order, self.score_range, n=len(self.states[i].item.responses), read=self.judge.read
+                )
         return True
 
 
@@ -539,12 +581,6 @@ def _checked_keys(keys: Sequence[int | str], n: int) -> list[int | str]:
     if len(keys) != n:
         raise ValueError(f"keys must give one key per item: {n} items, {len(keys)} keys")
     return keys
-
-
-def _shuffled(n: int, rng: random.Random) -> list[int]:
-    order = list(range(n))
-    rng.shuffle(order)
-    return order
 
 
 # ---------------------------------------------------------------------------------------------------- the driver

@@ -176,18 +176,24 @@ class Principle:
 class Judgement:
     """One sampled judgement of a set of responses.
 
-    ``scores`` are in the caller's response order; ``order[p]`` is the caller's index of the response shown
-    at position ``p`` of the prompt. A judgement whose scores could not be read has ``scores=None`` and a
-    short ``error``; its ``text`` is kept.
+    ``scores`` are in the caller's response order (None for a response the judgement did not see: a pairwise or
+    one-at-a-time judge sees part of an item); ``order[p]`` is the caller's index of the response shown at position
+    ``p`` of the prompt. A pairwise verdict is scores 1 and 0 (0.5 each for a tie). A judgement whose verdict could
+    not be read has ``scores=None`` and a short ``error``; its ``text`` is kept. ``thinking`` is the reasoning the
+    judge wrote before its answer (never read for the verdict); ``ranking``, when the judge gave one, lists caller
+    indices best first; ``strength`` is how strongly a pairwise judge prefers its winner, when it says.
     """
 
     text: str
     principles: list[Principle] = field(default_factory=list)
     analysis: str = ""
-    scores: list[int] | None = None
+    scores: list[float | None] | None = None
     order: list[int] | None = None
     error: str | None = None
     n_tokens: int | None = None
+    thinking: str | None = None
+    ranking: list[int] | None = None
+    strength: float | None = None
 
     @property
     def valid(self) -> bool:

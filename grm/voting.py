@@ -34,12 +34,17 @@ def argmax_random_tie(values: Sequence[float], rng: random.Random) -> int:
     return max(idx, key=values.__getitem__)
 
 
-def top_k_meta(meta_scores: Sequence[float], k_meta: int) -> list[int]:
-    """Indices (ascending) of the ``k_meta`` highest meta scores; equal scores keep the earlier sample."""
+def top_k_meta(meta_scores: Sequence[float], k_meta: int, units: int = 1) -> list[int]:
+    """Indices (ascending) of the ``k_meta`` highest meta scores; equal scores keep the earlier sample. With
+    ``units`` > 1 (a judge that sees part of an item per judgement: judgement ``i`` belongs to unit ``i % units``,
+    see :meth:`grm.judges.JudgeFormat.orders`), the ``k_meta`` highest of each unit."""
     if k_meta < 1:
         raise ValueError(f"k_meta must be >= 1, got {k_meta}")
-    ranked = sorted(range(len(meta_scores)), key=lambda i: (-meta_scores[i], i))
-    return sorted(ranked[:k_meta])
+    kept: list[int] = []
+    for unit in range(units):
+        members = range(unit, len(meta_scores), units)
+        kept += sorted(members, key=lambda i: (-meta_scores[i], i))[:k_meta]
+    return sorted(kept)
 
 
 def vote(
@@ -49,25 +54,33 @@ def vote(
     rng: random.Random,
     meta_scores: Sequence[float] | None = None,
     k_meta: int | None = None,
+    units: int = 1,
 ) -> Vote:
     """Sum each response's scores over the valid judgements.
 
     With ``meta_scores`` only the ``k_meta`` judgements rated highest by the meta RM are considered (default
-    half of them, at least one); invalid judgements among those are skipped, not replaced.
+    half of them, at least one; per unit with ``units`` > 1, see :func:`top_k_meta`); invalid judgements among
+    those are skipped, not replaced. A judgement that did not see a response (score None: a pairwise or
+    one-at-a-time judge) adds nothing to it: ``mean[i]`` averages response i's scores over the judgements that saw
+    it, and ``best`` is the highest mean (the highest sum when every judgement saw every response). An item with a
+    response no valid judgement saw cannot be ranked: all None.
     """
     candidates: Sequence[int] = range(len(judgements))
     if meta_scores is not None:
         if len(meta_scores) != len(judgements):
             raise ValueError(f"got {len(meta_scores)} meta scores for {len(judgements)} judgements")
-        candidates = top_k_meta(meta_scores, k_meta if k_meta is not None else max(1, len(judgements) // 2))
+        per_unit = max(1, len(judgements) // (2 * units)) if k_meta is None else k_meta
+        candidates = top_k_meta(meta_scores, per_unit, units)
     kept = [i for i in candidates if judgements[i].valid]
-    if not kept:
-        return Vote(None, None, None, [])
     for i in kept:
         if len(judgements[i].scores) != n:  # type: ignore[arg-type]
             raise ValueError(f"judgement {i} has {len(judgements[i].scores)} scores, expected {n}")  # type: ignore[arg-type]
-    rewards = [float(sum(judgements[i].scores[r] for i in kept)) for r in range(n)]  # type: ignore[index]
-    return Vote(rewards, [r / len(kept) for r in rewards], argmax_random_tie(rewards, rng), kept)
+    counts = [sum(judgements[i].scores[r] is not None for i in kept) for r in range(n)]  # type: ignore[index]
+    if not kept or not all(counts):
+        return Vote(None, None, None, [])
+    rewards = [float(sum(judgements[i].scores[r] or 0 for i in kept)) for r in range(n)]  # type: ignore[index]
+    mean = [reward / count for reward, count in zip(rewards, counts)]
+    return Vote(rewards, mean, argmax_random_tie(mean, rng), kept)
 
 
 PRIOR_SD = 0.25
@@ -174,9 +187,11 @@ def decision_risk(votes: Sequence[Sequence[float] | None], n: int, final: int, s
     return total
 
 
-def score_vector(judgement: Judgement | None) -> list[int] | None:
-    """A judgement's scores if it can be voted, else None."""
-    return judgement.scores if judgement is not None and judgement.valid else None
+def score_vector(judgement: Judgement | None) -> list[float] | None:
+    """A judgement's scores if it can be voted (0 for a response it did not see), else None."""
+    if judgement is None or not judgement.valid:
+        return None
+    return [0.0 if s is None else s for s in judgement.scores]  # type: ignore[union-attr]
 
 
 def t_tail(t: float, dof: float) -> float:

@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"grm": ROOT / "grm", "grm.training": ROOT / "training", "grm.eval": ROOT / "eval"}
 
 LAYERS: list[tuple[str, list[str]]] = [
-    ("data types and seeding", ["grm.types", "grm.seeding", "grm.escaping", "grm.jsonl", "grm.rule", "grm.metrics"]),
+    (
+        "data types and seeding",
+        ["grm.types", "grm.seeding", "grm.escaping", "grm.thinking", "grm.jsonl", "grm.rule", "grm.metrics"],
+    ),
     ("prompts, parsing, voting", ["grm.prompts", "grm.parsing", "grm.voting", "grm.judges.", "grm.synthetic"]),
     ("backends", ["grm.backends", "grm.backends."]),
     ("scoring", ["grm.scoring"]),

@@ -6,8 +6,9 @@ pipeline (``grm train default-grm``) on the synthetic judging task of :mod:`grm.
 task's kinds of question (sums, unit conversions, ordering, largest number).
 
 A model folder's ``grm_config.json`` records how the model was trained to be prompted, so that a checkpoint
-carries its exact training prompt: ``template`` (a ``.j2`` file in the folder, or a built-in template name),
-``score_range`` and ``max_new_tokens``. :meth:`grm.GRM.from_pretrained` uses it for what the caller leaves unset.
+carries its exact training prompt: ``judge`` (a judge format's name, see :mod:`grm.judges`), ``template`` (a
+``.j2`` file in the folder, or a built-in template name), ``score_range`` and ``max_new_tokens``.
+:meth:`grm.GRM.from_pretrained` uses it for what the caller leaves unset.
 A model folder is untrusted input: :func:`read_grm_config` refuses a template path that leads out of the folder
 and a malformed score range at load time.
 """
@@ -23,6 +24,7 @@ from grm.prompts import BUILTIN_TEMPLATES
 from grm.types import brief, normalize_score_range
 
 GRM_CONFIG_FILE = "grm_config.json"
+CONFIG_KEYS = ("judge", "template", "score_range", "max_new_tokens")
 TEMPLATE_FILE = "grm_template.j2"
 """The name a template is copied to inside a model folder by :func:`write_grm_config`."""
 
@@ -48,9 +50,10 @@ def _asset(name: str) -> Path:
 
 
 def read_grm_config(path: str | Path) -> dict[str, Any]:
-    """The ``grm_config.json`` of a model folder or hub id, checked: ``template`` a file inside the folder (given as
-    its path) or a built-in template name, ``score_range`` a ``(low, high)`` tuple of integers, ``max_new_tokens`` a
-    positive integer; ValueError naming the file and the problem otherwise. ``{}`` when there is none.
+    """The ``grm_config.json`` of a model folder or hub id, checked: ``judge`` a name, ``template`` a file inside
+    the folder (given as its path) or a built-in template name, ``score_range`` a ``(low, high)`` tuple of
+    integers, ``max_new_tokens`` a positive integer; ValueError naming the file and the problem otherwise. ``{}`` when
+    there is none.
 
     A hub id's file is looked up in the local Hugging Face cache only, without network (download the repository,
     e.g. ``huggingface-cli download ID``, for it to be found)."""
@@ -64,9 +67,11 @@ def read_grm_config(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{file}: not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{file}: expected a JSON object with template, score_range, max_new_tokens")
-    unknown = set(config) - {"template", "score_range", "max_new_tokens"}
+    unknown = set(config) - set(CONFIG_KEYS)
     if unknown:
-        raise ValueError(f"{file}: unknown keys {sorted(unknown)}; expected template, score_range, max_new_tokens")
+        raise ValueError(f"{file}: unknown keys {sorted(unknown)}; expected {', '.join(CONFIG_KEYS)}")
+    if "judge" in config and (not isinstance(config["judge"], str) or not config["judge"]):
+        raise ValueError(f"{file}: judge must be the name of a judge format, got {brief(config['judge'])}")
     if "template" in config:
         config["template"] = _template(file, root, config["template"])
     if "score_range" in config:
@@ -122,11 +127,18 @@ def _template(file: Path, root: Path, name: Any) -> str | Path:
 
 
 def write_grm_config(
-    path: str | Path, template_source: str, *, score_range: tuple[int, int], max_new_tokens: int
+    path: str | Path,
+    template_source: str,
+    *,
+    score_range: tuple[int, int],
+    max_new_tokens: int,
+    judge: str | None = None,
 ) -> Path:
-    """Save a template (its source text) and the prompting settings into a model folder."""
+    """Save a template (its source text) and the prompting settings (and the judge format's name, when not SPCT's
+    default) into a model folder."""
     folder = Path(path)
     (folder / TEMPLATE_FILE).write_text(template_source, encoding="utf-8")
-    config = {"template": TEMPLATE_FILE, "score_range": list(score_range), "max_new_tokens": max_new_tokens}
+    config: dict[str, Any] = {} if judge is None else {"judge": judge}
+    config |= {"template": TEMPLATE_FILE, "score_range": list(score_range), "max_new_tokens": max_new_tokens}
     (folder / GRM_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return folder / GRM_CONFIG_FILE

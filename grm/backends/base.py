@@ -53,13 +53,17 @@ class GenerationRequest:
 class Completion:
     """One generated text. ``error`` is set (and ``text`` may be empty) when the backend could not produce it;
     a failed completion never raises out of ``generate`` so that the rest of a batch is kept. ``stop_string``
-    is the ``Sampling.stop`` string that ended it (None when it ended otherwise: EOS, length, error)."""
+    is the ``Sampling.stop`` string that ended it (None when it ended otherwise: EOS, length, error).
+    ``reasoning`` is the thinking an engine returned apart from the text (an OpenAI-compatible server's
+    ``reasoning``/``reasoning_content``, or a thinking block the chat template opened in the prompt); None when
+    there was none."""
 
     text: str
     n_tokens: int | None = None
     finish_reason: str | None = None
     error: str | None = None
     stop_string: str | None = None
+    reasoning: str | None = None
 
 
 @runtime_checkable
