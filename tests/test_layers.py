@@ -22,9 +22,21 @@ PACKAGES = {"grm": ROOT / "grm", "grm.training": ROOT / "training", "grm.eval": 
 LAYERS: list[tuple[str, list[str]]] = [
     (
         "data types and seeding",
-        ["grm.types", "grm.seeding", "grm.escaping", "grm.thinking", "grm.jsonl", "grm.rule", "grm.metrics"],
+        [
+            "grm.types",
+            "grm.seeding",
+            "grm.escaping",
+            "grm.thinking",
+            "grm.progress",
+            "grm.jsonl",
+            "grm.rule",
+            "grm.metrics",
+        ],
     ),
-    ("prompts, parsing, voting", ["grm.prompts", "grm.parsing", "grm.voting", "grm.judges.", "grm.synthetic"]),
+    (
+        "prompts, parsing, voting",
+        ["grm.prompts", "grm.parsing", "grm.voting", "grm.judges", "grm.judges.", "grm.synthetic"],
+    ),
     ("backends", ["grm.backends", "grm.backends."]),
     ("scoring", ["grm.scoring"]),
     ("the GRM", ["grm.model", "grm.meta_rm", "grm.assets", "grm"]),
