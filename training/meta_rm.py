@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import random
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +32,8 @@ from grm.meta_rm import META_RM_TEMPLATE_FILE, build_messages, encode, ensure_pa
 from grm.metrics import roc_auc
 from grm.rule import best_index, is_correct
 from grm.scoring import ScoringOptions, resolve_options
-from grm.training.common import parse_config, resume_checkpoint
+from grm.seeding import seeded_rng
+from grm.training.common import fit_to_device, log_saved, parse_config, resume_checkpoint
 from grm.types import Example, Item
 
 if TYPE_CHECKING:
@@ -238,6 +239,7 @@ class MetaRMConfig(TrainingArguments):
     trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from the model repository"})
 
     def __post_init__(self) -> None:
+        fit_to_device(self)
         super().__post_init__()
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required: the model to start the meta RM from")
@@ -374,7 +376,7 @@ def load_splits(config: MetaRMConfig, tokenizer: Any) -> tuple[Any, Any]:
             raise ValueError(
                 f"{config.train_file} has {len(names)} examples; holding out {n_eval} leaves none to train on"
             )
-        chosen = set(random.Random(config.seed).sample(names, n_eval))
+        chosen = set(seeded_rng(config.seed, "meta-rm held out").sample(names, n_eval))
         held = train.select([i for i, g in enumerate(groups) if g in chosen])
         train = train.select([i for i, g in enumerate(groups) if g not in chosen])
     if config.mixed_only:
@@ -410,7 +412,7 @@ def _grouped(ds: Any, groups: Sequence[int], seed: int) -> Any:
         members[g].append(row)
     ids, labels = ds["input_ids"], ds["labels"]
     rows = [{"input_ids": [ids[r] for r in rs], "labels": [labels[r] for r in rs]} for rs in members.values()]
-    random.Random(seed).shuffle(rows)
+    seeded_rng(seed, "meta-rm examples").shuffle(rows)
     return Dataset.from_list(rows)
 
 
@@ -474,15 +476,25 @@ def train(config: MetaRMConfig) -> dict[str, float]:
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)
     logger.info(
-        "held-out: AUC %.4f (%.4f within an example), accuracy %.4f on %d judgements (%.1f%% correct); model in %s",
-        metrics["eval_auc"],
-        metrics["eval_within_auc"],
+        "held-out: AUC %s (%s within an example), accuracy %.4f on %d judgements (%.1f%% correct)",
+        describe_auc(metrics["eval_auc"], metrics["eval_positive_rate"]),
+        describe_auc(metrics["eval_within_auc"], metrics["eval_positive_rate"], within=True),
         metrics["eval_accuracy"],
         len(eval_ds),
         100 * metrics["eval_positive_rate"],
-        config.output_dir,
     )
+    log_saved("meta RM", config.output_dir)
     return metrics
+
+
+def describe_auc(value: float, positive_rate: float, *, within: bool = False) -> str:
+    """An AUC for a log line, or why there is none: it needs both correct and incorrect judgements (pooled), or an
+    example that has both (within an example)."""
+    if not math.isnan(value):
+        return f"{value:.4f}"
+    if not within and positive_rate in (0.0, 1.0):
+        return f"n/a (every held-out judgement is {'correct' if positive_rate else 'incorrect'})"
+    return "n/a (no held-out example has both correct and incorrect judgements)" if within else "n/a"
 
 
 # ---------------------------------------------------------------------------------------------------- commands

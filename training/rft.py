@@ -5,13 +5,16 @@ own shuffled response order. Incorrect judgements (by :func:`grm.training.is_cor
 examples whose ``n_rft`` judgements were all correct (too easy). Optional **hinted sampling** draws one judgement
 from a prompt that names the best response (or, for one response, its true score) and keeps it if correct:
 ``hinted_sampling="fallback"`` does so for examples none of whose ``n_rft`` samples was correct, ``"only"``
-instead of unhinted sampling. A hinted judgement is trained on the prompt **without** the hint, so the model
-learns to reach the answer unaided.
+instead of unhinted sampling. A hinted sample goes through the scoring plan like the others (the example with its
+``hint`` set, keyed ``hint:<index>``). A hinted judgement is trained on the prompt **without** the hint, so the
+model learns to reach the answer unaided. With a user ``rule`` (:mod:`grm.training.rules`) a judgement must also
+pass it to count as correct here (kept, and counted towards "too easy").
 
 Files in the RFT data folder (``rft_data_dir``, default ``OUTPUT_DIR/rft_data``):
 
 - ``records.jsonl``: one row per sampled example (``index``, ``id``, ``status``: kept / too_easy /
-  all_incorrect, and every sampled judgement with its order, scores, correctness and text); appended as it goes,
+  all_incorrect, and every sampled judgement with its order, scores, correctness, ``rule`` (whether it passed the
+  user rule; None without one) and text); appended as it goes,
   so an interrupted run resumes where it stopped;
 - ``sft.jsonl``: the SFT set in TRL's conversational prompt/completion format: ``prompt`` holds the system and
   user messages exactly as sent (in the judgement's response order, no hint), ``completion`` the judgement as
@@ -30,28 +33,29 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 from trl import SFTConfig
 
-from grm.backends import GenerationRequest, Sampling
 from grm.jsonl import JsonlWriter, load_finished, read_rows
 from grm.model import GRM
 from grm.rule import best_index, is_correct
-from grm.scoring import SAMPLING_TEMPERATURE, read_judgement
-from grm.seeding import random_seed, seeded_rng
+from grm.scoring import SAMPLING_TEMPERATURE, ScoringOptions, resolve_options
 from grm.training.common import (
     GRMTrainingArguments,
     check_common,
+    fit_to_device,
+    log_saved,
     lora_config,
     parse_config,
     resume_checkpoint,
     save_prompting,
 )
 from grm.training.data import LoadStats, iter_examples
+from grm.training.rules import Rule, load_rule, passes
 from grm.types import Example, Judgement
 
 logger = logging.getLogger(__name__)
@@ -86,8 +90,15 @@ class RFTConfig(SFTConfig, GRMTrainingArguments):
     sample_temperature: float | None = field(
         default=None, metadata={"help": f"Sampling temperature (default {SAMPLING_TEMPERATURE}, grm's)."}
     )
-    sample_max_new_tokens: int = field(default=1024, metadata={"help": "Generation budget per judgement."})
+    sample_max_new_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Generation budget per judgement (None: the model's saved one, grm_config.json, else 1024)."},
+    )
     sample_chunk_size: int = field(default=64, metadata={"help": "Examples sent to the backend per call."})
+    rule: str | None = field(
+        default=None,
+        metadata={"help": "A user rule 'module:function' of (judgement, example) -> bool: kept only if it passes."},
+    )
     sample_replicas: int = field(
         default=0, metadata={"help": "0: sample in this process; N: on N GRM replicas on a Ray cluster (grm[ray])."}
     )
@@ -107,6 +118,7 @@ class RFTConfig(SFTConfig, GRMTrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        fit_to_device(self)
         super().__post_init__()
         if isinstance(self.sample_backend_kwargs, str):
             self.sample_backend_kwargs = json.loads(self.sample_backend_kwargs)
@@ -117,6 +129,12 @@ class RFTConfig(SFTConfig, GRMTrainingArguments):
     @property
     def data_dir(self) -> Path:
         return Path(self.rft_data_dir or Path(self.output_dir) / "rft_data")
+
+    def scoring_options(self) -> ScoringOptions:
+        """How RFT samples: ``n_rft`` judgements per example, seeded by ``seed``, at ``sample_temperature``."""
+        return ScoringOptions(
+            k=self.n_rft, seed=self.seed, temperature=self.sample_temperature, max_new_tokens=self.sample_max_new_tokens
+        )
 
 
 @dataclass
@@ -132,6 +150,7 @@ class RFTStats:
     unparseable: int = 0
     hinted: int = 0
     hinted_correct: int = 0
+    rule_rejected: int = 0
     sft_rows: int = 0
     load: dict[str, Any] = field(default_factory=dict)
 
@@ -143,21 +162,28 @@ def build_sft_set(
     rm: GRM,
     examples: Iterable[Example],
     out_dir: str | Path,
+    options: ScoringOptions | None = None,
     *,
-    n_rft: int = 3,
     hinted_sampling: str = "off",
-    seed: int = 0,
-    temperature: float | None = None,
-    max_new_tokens: int | None = None,
+    rule: Rule | None = None,
     chunk_size: int = 64,
     load_stats: LoadStats | None = None,
+    **overrides: Any,
 ) -> RFTStats:
     """Sample, judge and filter ``examples`` into ``out_dir`` (see the module docs); resumes a previous run.
 
-    ``examples`` must come in the same order on every run (the row position is the resume key). Returns the
-    statistics over all records, which are also written to ``stats.json``.
+    ``options`` (a :class:`~grm.ScoringOptions`, default ``k=3``; fields also by keyword, e.g. ``k=3, seed=0``) set
+    the sampling: ``k`` is the paper's N_RFT, and each example is seeded by ``seed`` and its row position (so
+    neither chunking nor resuming changes its samples); ``temperature`` None samples at grm's 0.5. A hinted sample
+    is one more judgement of the example with its ``hint`` set, through the same options (k=1), keyed
+    ``hint:<index>``. With a ``rule`` a judgement is kept only if it also passes it. ``examples`` must come in the
+    same order on every run (the row position is the resume key). Returns the statistics over all records, which
+    are also written to ``stats.json``.
     """
-    _check_sampling(n_rft, hinted_sampling)
+    options = resolve_options(options, overrides, default=ScoringOptions(k=3))
+    if options.in_rounds:
+        raise ValueError("RFT keeps or drops each of the k judgements it samples; adaptive or a budget draws fewer")
+    _check_sampling(options.k, hinted_sampling)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records, sft = out / "records.jsonl", out / "sft.jsonl"
@@ -165,8 +191,12 @@ def build_sft_set(
     _keep_recorded_rows(sft, set(done))
     if done:
         logger.info("%s: %d examples already sampled; resuming", records, len(done))
-    sampler = _Sampler(rm, n_rft, hinted_sampling, seed, temperature, max_new_tokens or rm.max_new_tokens)
-    with JsonlWriter(records) as record_writer, JsonlWriter(sft) as sft_writer, tqdm(desc="rft", unit="ex") as bar:
+    sampler = _Sampler(rm, options, hinted_sampling, rule)
+    with (
+        JsonlWriter(records) as record_writer,
+        JsonlWriter(sft) as sft_writer,
+        tqdm(desc="rft", unit="ex") as bar,
+    ):
         chunk: list[tuple[int, Example]] = []
         for index, example in enumerate(examples):
             if index in done:
@@ -208,6 +238,7 @@ def summarize(records: str | Path, load_stats: LoadStats | None = None) -> RFTSt
                 stats.judgements += 1
                 stats.correct += s["correct"]
                 stats.unparseable += s["scores"] is None
+            stats.rule_rejected += s["correct"] and s.get("rule") is False
             stats.sft_rows += s["kept"]
     return stats
 
@@ -234,71 +265,72 @@ def _keep_recorded_rows(sft: Path, recorded: set[int]) -> None:
         logger.info("%s: dropped %d rows of examples left unfinished by an interrupted run", sft, dropped)
 
 
+@dataclass
+class _Sample:
+    """A sampled judgement, whether it is correct by SPCT's rule, drawn with a hint, and passes the user rule (None:
+    no rule); RFT keeps it when it is ``accepted``."""
+
+    judgement: Judgement
+    correct: bool
+    hinted: bool
+    rule: bool | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.correct and self.rule is not False
+
+
 class _Sampler:
     """Samples one chunk of examples and writes its SFT rows, then its records."""
 
-    def __init__(
-        self, rm: GRM, n_rft: int, hinted: str, seed: int, temperature: float | None, max_new_tokens: int
-    ) -> None:
-        self.rm, self.n_rft, self.hinted, self.seed = rm, n_rft, hinted, seed
-        self.temperature, self.max_new_tokens = temperature, max_new_tokens
+    def __init__(self, rm: GRM, options: ScoringOptions, hinted: str, rule: Rule | None) -> None:
+        self.rm, self.options, self.hinted, self.rule = rm, options, hinted, rule
 
     def run(self, chunk: Sequence[tuple[int, Example]], record_writer: JsonlWriter, sft_writer: JsonlWriter) -> None:
         if not chunk:
             return
-        samples: list[list[tuple[Judgement, bool, bool]]] = [[] for _ in chunk]  # (judgement, correct, hinted)
+        samples: list[list[_Sample]] = [[] for _ in chunk]
         if self.hinted != "only":
-            rewards = self.rm.score_batch(
-                [e for _, e in chunk],
-                keys=[index for index, _ in chunk],  # each example seeded by its index: chunks and resuming alike
-                k=self.n_rft,
-                seed=self.seed,
-                temperature=self.temperature,
-                max_new_tokens=self.max_new_tokens,
-            )
+            keys = [index for index, _ in chunk]  # each example seeded by its index: chunks and resuming alike
+            rewards = self.rm.score_batch([e for _, e in chunk], self.options, keys=keys)
             for s, (_, e), r in zip(samples, chunk, rewards):
-                s.extend((j, is_correct(j.scores, e.truth), False) for j in r.judgements)
-        # "only": every example (no unhinted samples); "fallback": those with no correct sample
-        need_hint = [i for i, s in enumerate(samples) if self.hinted != "off" and not any(c for _, c, _ in s)]
+                s.extend(self._judged(j, e, hinted=False) for j in r.judgements)
+        # "only": every example (no unhinted samples); "fallback": those with no accepted sample
+        need_hint = [i for i, s in enumerate(samples) if self.hinted != "off" and not any(x.accepted for x in s)]
         for i, judgement in zip(need_hint, self._hinted([chunk[i] for i in need_hint])):
-            samples[i].append((judgement, is_correct(judgement.scores, chunk[i][1].truth), True))
+            samples[i].append(self._judged(judgement, chunk[i][1], hinted=True))
         for (index, example), s in zip(chunk, samples):
             self._write(index, example, s, record_writer, sft_writer)
 
+    def _judged(self, judgement: Judgement, example: Example, *, hinted: bool) -> _Sample:
+        rule = None if self.rule is None else passes(self.rule, judgement, example)
+        return _Sample(judgement, is_correct(judgement.scores, example.truth), hinted, rule)
+
     def _hinted(self, chunk: Sequence[tuple[int, Example]]) -> list[Judgement]:
-        """One judgement per example from a prompt with a hint, in a fresh seeded response order."""
+        """One judgement per example from its prompt with a hint (the best response, or a lone response's true
+        score), drawn by the scoring plan with the options' settings (k=1, sampled at grm's 0.5 unless the
+        options set a temperature), each example keyed ``hint:<index>``."""
         if not chunk:
             return []
-        orders, requests = [], []
-        temperature = SAMPLING_TEMPERATURE if self.temperature is None else self.temperature
-        for index, e in chunk:
-            rng = seeded_rng(self.seed, index, "hint")
-            order = list(range(len(e.responses)))
-            rng.shuffle(order)
-            hint = order.index(best_index(e.truth)) if len(order) > 1 else int(e.truth[0])
-            messages = self.rm.build_prompt(
-                e.query, [e.responses[p] for p in order], principles=e.principles, reference=e.reference, hint=hint
-            )
-            sampling = Sampling(temperature, self.max_new_tokens, seed=random_seed(rng) if temperature else None)
-            orders.append(order)
-            requests.append(GenerationRequest(messages, 1, sampling))
-        outputs = self.rm.backend.generate(requests)
-        if len(outputs) != len(requests) or any(len(o) != 1 for o in outputs):
-            raise RuntimeError(f"backend returned {[len(o) for o in outputs]} completions for {len(requests)} x 1")
-        return [read_judgement(c, order, self.rm.score_range) for order, (c,) in zip(orders, outputs)]
+        t = self.options.temperature
+        options = replace(self.options, k=1, temperature=SAMPLING_TEMPERATURE if t is None else t)
+        items = [replace(e, hint=best_index(e.truth) if len(e.truth) > 1 else int(e.truth[0])) for _, e in chunk]
+        rewards = self.rm.score_batch(items, options, keys=[f"hint:{index}" for index, _ in chunk])
+        return [r.judgements[0] for r in rewards]
 
     def _write(
         self,
         index: int,
         example: Example,
-        samples: list[tuple[Judgement, bool, bool]],
+        samples: list[_Sample],
         record_writer: JsonlWriter,
         sft_writer: JsonlWriter,
     ) -> None:
-        unhinted = [c for _, c, h in samples if not h]
+        unhinted = [x.accepted for x in samples if not x.hinted]
         too_easy = bool(unhinted) and all(unhinted)
-        kept = [c and not too_easy for _, c, _ in samples]
-        for number, ((j, _, hinted), keep) in enumerate(zip(samples, kept)):
+        kept = [x.accepted and not too_easy for x in samples]
+        for number, (x, keep) in enumerate(zip(samples, kept)):
+            j, hinted = x.judgement, x.hinted
             if keep:
                 prompt = self.rm.build_prompt(
                     example.query,
@@ -324,7 +356,8 @@ class _Sampler:
                 "status": status,
                 "truth": example.truth,
                 "samples": [
-                    {"hinted": h, "correct": c, "kept": k, **j.to_dict()} for (j, c, h), k in zip(samples, kept)
+                    {"hinted": x.hinted, "correct": x.correct, "rule": x.rule, "kept": k, **x.judgement.to_dict()}
+                    for x, k in zip(samples, kept)
                 ],
             }
         )
@@ -351,6 +384,7 @@ def train_sft(config: RFTConfig, sft_path: str | Path):
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
         save_prompting(config, config.sample_max_new_tokens)
+        log_saved("SFT: the trained GRM", config.output_dir)
     return trainer
 
 
@@ -397,11 +431,9 @@ def run_rft(config: RFTConfig) -> RFTStats:
             rm,
             examples,
             data_dir,
-            n_rft=config.n_rft,
+            config.scoring_options(),
             hinted_sampling=config.hinted_sampling,
-            seed=config.seed,
-            temperature=config.sample_temperature,
-            max_new_tokens=config.sample_max_new_tokens,
+            rule=load_rule(config.rule),
             chunk_size=config.sample_chunk_size,
             load_stats=load_stats,
         )
