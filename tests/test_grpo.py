@@ -5,9 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from grm.training import spct_reward
-from grm.training.grpo import SPCTGRPOConfig, make_trainer, write_prompts
+from grm.training.grpo import SPCTGRPOConfig, make_trainer, reward_functions, write_prompts
 from helpers import shown_responses
 
 CPU = dict(use_cpu=True, bf16=False, report_to="none", logging_steps=1, dataloader_num_workers=0)
@@ -28,13 +29,14 @@ def test_defaults_follow_the_paper_and_the_example_config_parses(tmp_path):
     from grm.training.common import parse_config
 
     config = SPCTGRPOConfig(output_dir=str(tmp_path), use_cpu=True)
-    assert config.num_generations == 4 and config.beta == 0.08 and config.max_completion_length == 1024
+    assert config.num_generations == 4 and config.beta == 0.08 and config.max_completion_length is None
     path = Path(__file__).parents[1] / "training" / "configs" / "grpo.yaml"
-    config = parse_config(
-        SPCTGRPOConfig, ["--config", str(path), "--output_dir", str(tmp_path), "--use_cpu", "true", "--beta", "0.04"]
-    )
+    config = parse_config(SPCTGRPOConfig, ["--config", str(path), "--output_dir", str(tmp_path), "--beta", "0.04"])
     assert config.beta == 0.04 and config.num_generations == 4 and config.use_peft is True
-    assert config.use_vllm is True and config.vllm_mode == "colocate"  # TRL's vLLM options pass through
+    assert config.vllm_mode == "colocate"  # TRL's vLLM options pass through
+    # the config asks for bf16 and vLLM generation; they are kept only where a GPU can do them
+    gpu = torch.cuda.is_available()
+    assert config.use_vllm is gpu and config.bf16 is (gpu and torch.cuda.is_bf16_supported())
 
 
 def test_prompts_hold_the_truth_in_the_shown_order(tmp_path):
@@ -59,7 +61,20 @@ def test_prompts_hold_the_truth_in_the_shown_order(tmp_path):
         assert shown[p["truth"].index(1.0)].startswith("good") and p["truth"] in ([1.0, 0.0], [0.0, 1.0])
     assert {tuple(p["truth"]) for p in prompts[:6]} == {(1.0, 0.0), (0.0, 1.0)}  # shuffled
     assert prompts[6]["truth"] == [8.0] and prompts[6]["id"] == "7"
+    for p in prompts:  # the example a user rule sees: responses and truth in the order the prompt shows them
+        example = json.loads(p["example"])
+        assert example["responses"] == shown_responses(p["prompt"]) and example["truth"] == p["truth"]
     assert json.loads((tmp_path / "out" / "grpo_data" / "load_stats.json").read_text()) == stats.to_dict()
+
+
+def test_a_rule_adds_a_reward_function_and_curves_need_held_out_data(tmp_path):
+    config = SPCTGRPOConfig(output_dir=str(tmp_path), use_cpu=True)
+    assert reward_functions(config) == [spct_reward]
+    config = SPCTGRPOConfig(output_dir=str(tmp_path), use_cpu=True, rule="grm.training.synthetic:consistent")
+    funcs = reward_functions(config)
+    assert funcs[0] is spct_reward and funcs[1].__name__ == "rule_reward" and funcs[1].weight == 1.0
+    with pytest.raises(ValueError, match="curve_every needs curve_data"):
+        SPCTGRPOConfig(output_dir=str(tmp_path), use_cpu=True, curve_every=5)
 
 
 @pytest.mark.slow
@@ -135,3 +150,55 @@ def test_grm_train_grpo_with_lora_and_resume(tmp_path, first_wins):
     rm = GRM.from_pretrained(out, progress=False)
     assert rm.template.source == Path(template).read_text() and rm.max_new_tokens == 24
     assert rm.score("Largest planet?", ["Jupiter", "Mars"], shuffle=False).judgements[0].scores == [9, 2]
+
+
+@pytest.mark.slow
+def test_grpo_starts_from_an_rft_adapter_and_records_curves(tmp_path, first_wins, caplog):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from grm import GRM
+    from grm.assets import write_grm_config
+    from grm.training.grpo import run_grpo
+
+    model, template, data = first_wins
+    adapter = tmp_path / "rft"  # what `grm train rft` with use_peft saves: an adapter, its tokenizer, its prompt
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(model), lora).save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(model).save_pretrained(adapter)
+    write_grm_config(adapter, Path(template).read_text(), score_range=(1, 10), max_new_tokens=24)
+    for use_peft in (False, True):  # merged into its base and every weight trained, or the adapter trained on
+        out = tmp_path / f"grpo-peft-{use_peft}"
+        config = SPCTGRPOConfig(
+            output_dir=str(out),
+            model_name_or_path=str(adapter),
+            data_path=str(data),
+            use_peft=use_peft,
+            per_device_train_batch_size=4,
+            max_completion_length=24,
+            max_steps=2,
+            learning_rate=1e-6,
+            save_strategy="no",
+            seed=0,
+            curve_every=1,
+            curve_data=str(data),
+            curve_examples=2,
+            curve_train_examples=1,
+            curve_k=2,
+            rule="grm.training.synthetic:consistent",
+            **CPU,
+        )
+        with caplog.at_level("INFO", logger="grm.training.common"):
+            trainer = run_grpo(config)
+        assert f"GRPO: the trained GRM saved to {out}" in caplog.text
+        assert (out / "adapter_config.json").exists() is use_peft
+        assert (out / "model.safetensors").exists() is not use_peft
+        assert any("rewards/rule_reward/mean" in h for h in trainer.state.log_history)
+        rm = GRM.from_pretrained(out, progress=False)  # the prompt and budget came along from the adapter
+        assert rm.template.source == Path(template).read_text() and rm.max_new_tokens == 24
+        assert rm.score("Largest planet?", ["Jupiter", "Mars"], shuffle=False).judgements[0].scores == [9, 2]
+        curves = rows(out / "curves.jsonl")
+        assert [c["step"] for c in curves] == [0, 1, 2]
+        for c in curves:  # the model judges "first shown wins": right on about half the shuffled samples
+            assert -1 <= c["heldout_reward"] <= 1 and -1 <= c["train_reward"] <= 1 and 0 <= c["greedy"] <= 1
+            assert set(c) >= {"voting@1", "voting@2", "heldout_rule_pass", "seconds"}

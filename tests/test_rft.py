@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
-from grm import GRM, Example, Principle
+from grm import GRM, Example, Item, Principle, ScoringOptions
 from grm.parsing import format_judgement
 from grm.training.rft import RFTConfig, build_sft_set, make_sft_trainer, run_rft, summarize
 from helpers import ScriptedBackend, shown_responses
@@ -65,7 +66,7 @@ def sent_prompts(backend):
 def test_rejection_statistics_and_sft_rows_on_a_scripted_backend(tmp_path):
     backend = ScriptedBackend(script)
     rm = GRM(backend)
-    stats = build_sft_set(rm, examples(), tmp_path, n_rft=3, seed=5, chunk_size=4)
+    stats = build_sft_set(rm, examples(), tmp_path, k=3, seed=5, chunk_size=4)
     records = rows(tmp_path / "records.jsonl")
     assert [r["index"] for r in records] == list(range(10)) and [r["id"] for r in records] == [
         f"ex{i}" for i in range(10)
@@ -90,6 +91,7 @@ def test_rejection_statistics_and_sft_rows_on_a_scripted_backend(tmp_path):
         "unparseable": 3,
         "hinted": 0,
         "hinted_correct": 0,
+        "rule_rejected": 0,
         "sft_rows": kept_rows,
         "load": {},
     }
@@ -114,7 +116,8 @@ def test_rejection_statistics_and_sft_rows_on_a_scripted_backend(tmp_path):
 def test_hinted_sampling_fallback_and_only(tmp_path):
     backend = ScriptedBackend(script)
     rm = GRM(backend)
-    stats = build_sft_set(rm, examples()[:6], tmp_path / "fallback", n_rft=3, hinted_sampling="fallback", seed=1)
+    options = ScoringOptions(k=3, seed=1)
+    stats = build_sft_set(rm, examples()[:6], tmp_path / "fallback", options, hinted_sampling="fallback")
     records = rows(tmp_path / "fallback" / "records.jsonl")
     # the four all-incorrect examples got one hinted sample each, which the hint-following judge gets right
     assert [sum(s["hinted"] for s in r["samples"]) for r in records] == [0, 1, 1, 1, 0, 1]
@@ -141,19 +144,56 @@ def test_hinted_sampling_fallback_and_only(tmp_path):
     with pytest.raises(ValueError, match="hinted_sampling"):
         build_sft_set(rm, [], tmp_path / "x", hinted_sampling="always")
     with pytest.raises(ValueError, match="n_rft must be >= 2"):
-        build_sft_set(rm, [], tmp_path / "x", n_rft=1)
+        build_sft_set(rm, [], tmp_path / "x", k=1)
+    with pytest.raises(ValueError, match="adaptive or a budget draws fewer"):
+        build_sft_set(rm, [], tmp_path / "x", k=4, adaptive=True)
+
+
+def test_hinted_samples_come_from_the_scoring_plan(tmp_path):
+    backend = ScriptedBackend(script)
+    options = ScoringOptions(k=3, seed=4, max_new_tokens=50)
+    build_sft_set(GRM(backend), examples()[:6], tmp_path, options, hinted_sampling="fallback", chunk_size=2)
+    sent = [(r.messages, r.sampling) for call in backend.calls for r in call]
+    hinted = [(m, s) for m, s in sent if HINT.search(m[-1]["content"])]
+    # the same items with their hint, scored by the plan with the options (k=1, grm's temperature) and keyed hint:<row>
+    direct = ScriptedBackend(script)
+    items, keys = [], []
+    for index in (1, 2, 3, 5):  # the examples with no correct sample
+        e = examples()[index]
+        items.append(Item(e.query, e.responses, hint=e.truth.index(max(e.truth)) if len(e.truth) > 1 else 6))
+        keys.append(f"hint:{index}")
+    GRM(direct).score_batch(items, options, keys=keys, k=1, temperature=0.5)
+    expected = [(r.messages, r.sampling) for call in direct.calls for r in call]
+    assert hinted == expected and all(s.seed is not None and s.max_new_tokens == 50 for _, s in hinted)
+
+
+def test_a_user_rule_rejects_judgements_whose_scores_pass(tmp_path):
+    def rule(judgement, example):
+        assert judgement.order is not None and example.truth  # a judgement and its labelled example
+        return example.query != "easy"
+
+    rm = GRM(ScriptedBackend(script))
+    stats = build_sft_set(rm, examples()[:6], tmp_path, k=3, seed=1, hinted_sampling="fallback", rule=rule)
+    records = rows(tmp_path / "records.jsonl")
+    easy = records[0]  # too easy by its scores; the rule rejects all three and the hinted fourth
+    assert easy["status"] == "all_incorrect" and [s["rule"] for s in easy["samples"]] == [False] * 4
+    assert all(s["correct"] and not s["kept"] for s in easy["samples"])
+    assert [r["status"] for r in records[1:]] == ["kept", "kept", "kept", "too_easy", "kept"]  # as without a rule
+    assert all(s["rule"] is True for r in records[1:] for s in r["samples"])
+    assert stats.rule_rejected == 4 and stats.sft_rows == 4
+    assert not [r for r in rows(tmp_path / "sft.jsonl") if r["index"] == 0]
 
 
 def test_resume_samples_only_what_is_missing(tmp_path):
     backend = ScriptedBackend(script)
     rm = GRM(backend)
-    build_sft_set(rm, examples()[:7], tmp_path, n_rft=3, seed=2, chunk_size=3)
+    build_sft_set(rm, examples()[:7], tmp_path, k=3, seed=2, chunk_size=3)
     first = rows(tmp_path / "sft.jsonl")
     # an interruption can leave SFT rows of an unrecorded example and a half-written line behind
     with open(tmp_path / "sft.jsonl", "a") as f:
         f.write(json.dumps({"index": 8, "prompt": [], "completion": []}) + "\n" + '{"index": 9, "pro')
     backend.calls.clear()
-    stats = build_sft_set(rm, examples(), tmp_path, n_rft=3, seed=2, chunk_size=3)
+    stats = build_sft_set(rm, examples(), tmp_path, k=3, seed=2, chunk_size=3)
     assert sum(r.n for call in backend.calls for r in call) == 3 * 3  # only examples 7, 8, 9
     records = rows(tmp_path / "records.jsonl")
     assert [r["index"] for r in records] == list(range(10))
@@ -163,7 +203,7 @@ def test_resume_samples_only_what_is_missing(tmp_path):
     changed = examples()
     changed[3].id = "other"
     with pytest.raises(ValueError, match="row 3 was sampled for example id 'ex3'"):
-        build_sft_set(rm, changed, tmp_path, n_rft=3)
+        build_sft_set(rm, changed, tmp_path, k=3)
 
 
 @pytest.mark.slow
@@ -171,7 +211,7 @@ def test_sft_trains_on_the_judgement_only_and_the_loss_falls(tmp_path):
     from grm.tiny import build_causal_lm
 
     rm = GRM(ScriptedBackend(script))
-    build_sft_set(rm, MIXED * 2, tmp_path / "data", n_rft=3, seed=0)
+    build_sft_set(rm, MIXED * 2, tmp_path / "data", k=3, seed=0)
     sft = rows(tmp_path / "data" / "sft.jsonl")
     texts = [m["content"] for r in sft for m in r["prompt"] + r["completion"]]
     _, tokenizer = build_causal_lm(tmp_path / "model", texts)
@@ -245,8 +285,10 @@ def test_example_config_parses_with_overrides(tmp_path):
     from grm.training.common import parse_config
 
     path = Path(__file__).parents[1] / "training" / "configs" / "rft.yaml"
-    config = parse_config(RFTConfig, ["--config", str(path), "--output_dir", str(tmp_path), "--use_cpu", "true"])
+    config = parse_config(RFTConfig, ["--config", str(path), "--output_dir", str(tmp_path)])  # on a CPU as written
     assert config.n_rft == 3 and config.completion_only_loss is True and config.use_peft is True
+    assert config.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # asked for; GPU only
+    assert config.scoring_options() == ScoringOptions(k=3, seed=0, max_new_tokens=None)
     assert config.hinted_sampling in ("off", "fallback", "only") and config.model_name_or_path
     with pytest.raises(ValueError, match="hinted_sampling must be one of"):
         RFTConfig(output_dir=str(tmp_path), hinted_sampling="sometimes", use_cpu=True)

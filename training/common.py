@@ -51,6 +51,37 @@ class GRMTrainingArguments:
     )
 
 
+def fit_to_device(config: Any) -> None:
+    """Turn off what a config asks of a GPU when this machine has none (``bf16`` without a bf16 GPU, TRL's vLLM
+    generation without CUDA), logging each, so that one config runs on a GPU and, as written, on a CPU. Called
+    before the TRL config checks its fields."""
+    import torch
+
+    if getattr(config, "bf16", False) and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        logger.info("bf16: no GPU with bf16 here; training in float32")
+        config.bf16 = False
+    if getattr(config, "use_vllm", False) and not torch.cuda.is_available():
+        logger.info("use_vllm: TRL's vLLM generation needs a GPU; generating with transformers")
+        config.use_vllm = False
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every row of a JSONL file (ValueError naming the file and line for one that cannot be read)."""
+    from grm.jsonl import read_rows
+
+    rows = []
+    for _, row, error in read_rows(path):
+        if row is None:
+            raise ValueError(f"{path}: {error}")
+        rows.append(row)
+    return rows
+
+
+def log_saved(what: str, folder: str | Path) -> None:
+    """The line every trainer ends with: what it trained and where it saved it."""
+    logger.info("%s saved to %s", what, folder)
+
+
 def check_common(config: Any) -> None:
     """Raise ValueError for a config whose GRM fields cannot work."""
     for name in ("model_name_or_path", "data_path", "output_dir"):

@@ -21,7 +21,6 @@ identical responses, a rating a template cannot give...) are skipped and counted
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from grm.rows import RowError, answers
+from grm.seeding import seeded_rng
 from grm.sources import Source
 from grm.types import Example, normalize_query, normalize_responses
 
@@ -109,7 +109,7 @@ def row_to_example(
     _check_truth(responses, truth, score_range)
     if shuffle:
         order = list(range(len(responses)))
-        random.Random(f"{seed}:{index}").shuffle(order)
+        seeded_rng(seed, index).shuffle(order)  # the stream of random.Random(f"{seed}:{index}")
         responses, truth = [responses[i] for i in order], [truth[i] for i in order]
     return Example(
         query=query if isinstance(query, str) else messages,

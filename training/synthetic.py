@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from grm.backends import Completion, GenerationRequest
 from grm.parsing import format_judgement
+from grm.seeding import seeded_rng
 from grm.synthetic import KINDS, RIGHT, TEMPLATE, WRONG, SyntheticExample, make_examples, solve, write_examples
-from grm.types import Message
+from grm.types import Example, Judgement, Message
 
 __all__ = [
     "ERRORS",
@@ -31,6 +32,7 @@ __all__ = [
     "SyntheticExample",
     "Teacher",
     "TeacherJudgement",
+    "consistent",
     "contradicts",
     "make_examples",
     "read_prompt",
@@ -101,7 +103,7 @@ class Teacher:
         if not 0 <= error_rate <= 1:
             raise ValueError(f"error_rate must be in [0, 1], got {error_rate}")
         self.error_rate = error_rate
-        self.rng = random.Random(seed)
+        self.rng = seeded_rng(seed, "teacher")
 
     def judge(self, query: str, responses: Sequence[str]) -> TeacherJudgement:
         """One judgement of ``responses`` (in the order shown) to ``query``."""
@@ -139,3 +141,9 @@ def _misscore(scores: list[int], rng: random.Random) -> list[int]:
     others = [i for i in range(len(scores)) if i not in right]
     target = rng.choice(others) if others else rng.choice([i for i in range(len(scores))])
     return [RIGHT if i == target else WRONG for i in range(len(scores))]
+
+
+def consistent(judgement: Judgement, example: Example) -> bool:
+    """The synthetic task's rule (:mod:`grm.training.rules`): a judgement passes when it does not contradict itself
+    (:func:`contradicts`), a check its scores alone cannot make."""
+    return not contradicts(judgement.text)
