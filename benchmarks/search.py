@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import re
 import time
 import zlib
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from grm import GRM, Completion, GenerationRequest
 from grm.search import AnswerChecker, GRMVerifier, Policy, Strategy, calibrate, check_results
 from grm.search.prm import aggregate
+from grm.seeding import rng_for, seeded_rng
 
 D = "\n\n"
 _PROBLEM = re.compile(r"Start with (-?\d+), then (.+)\. What is the result\?")
@@ -43,7 +43,7 @@ def _hash(*parts: object) -> int:
 
 def make_problems(count: int, seed: int) -> dict[str, str]:
     """``count`` problems with 2..7 operations -> their exact answers."""
-    rng = random.Random(seed)
+    rng = rng_for(seed)
     out = {}
     while len(out) < count:
         v = rng.randint(1, 9)
@@ -75,7 +75,7 @@ class NoisyPolicy:
         h = _hash(problem)
         slip = 0.04 + 0.3 * (h % 100) / 100 * len(ops) / 7  # harder for longer chains
         misconception = 0.55 if h % 7 < 2 else 0.0
-        rng = random.Random(f"{req.sampling.seed}:{j}:{req.prefix}")
+        rng = seeded_rng(req.sampling.seed, j, req.prefix)
         done = [s for s in req.prefix.split(D) if s]
         v = int(_STEP.match(done[-1]).group(5)) if done else start
         steps = []
@@ -109,7 +109,7 @@ class NoisyPRM:
         start, ops = parse(problem)
         v, probs = start, []
         for i, step in enumerate(steps):
-            rng = random.Random(_hash(problem, steps[: i + 1]))
+            rng = rng_for(_hash(problem, steps[: i + 1]))
             m, a = _STEP.fullmatch(step), _ANSWER.fullmatch(step)
             if a:
                 logit = 2.5 if int(a.group(1)) == v else -2.5
@@ -144,7 +144,7 @@ class ScriptedJudge:
             base = self.prm(problem, shown)
             row = []
             for j in range(r.n):
-                rng = random.Random(f"{r.sampling.seed}:{j}")
+                rng = seeded_rng(r.sampling.seed, j)
                 scores = [min(10, max(1, round(1 + 9 * b + rng.gauss(0, 1.0)))) for b in base]
                 lines = [
                     f"Response {i + 1} {'holds up' if s > 5 else 'has a faulty step'}." for i, s in enumerate(scores)
@@ -159,7 +159,8 @@ class ScriptedJudge:
 
 
 def components(verifier: str, seed: int) -> tuple[Policy, object]:
-    """A fresh policy and verifier, seeded alike, so that every strategy meets the same random numbers."""
+    """A fresh policy and verifier, seeded alike, so that every strategy meets the same random numbers (the
+    searches break ties with the same seed too)."""
     prm = NoisyPRM()
     judge = prm if verifier == "prm" else GRMVerifier(GRM(ScriptedJudge(prm)), k=2, n_max=8, seed=seed)
     return Policy(NoisyPolicy(), temperature=0.8, seed=seed), judge
@@ -168,7 +169,7 @@ def components(verifier: str, seed: int) -> tuple[Policy, object]:
 def measure(runner, problems: list[str], verifier: str, seed: int, check) -> tuple[float, float, float]:
     """Accuracy, mean policy tokens and mean verifier tokens of a Strategy or a ComputeOptimal table."""
     policy, judge = components(verifier, seed)
-    results = runner.run(policy, problems, judge, progress=False)
+    results = runner.run(policy, problems, judge, seed=seed, progress=False)
     n = len(results)
     acc = sum(check_results(check, results)) / n
     return acc, sum(r.policy_tokens for r in results) / n, sum(r.verifier_tokens for r in results) / n
@@ -198,7 +199,9 @@ def main() -> None:
     reference = Strategy("best_of_n", sorted(args.budgets)[len(args.budgets) // 2], "weighted")
     budget = rows[reference][1] + rows[reference][2]  # fit within the mean tokens of a mid-budget Best-of-N
     policy, verifier = components(args.verifier, args.seed + 1)
-    cal = calibrate(policy, list(calib), check, verifier, strategies, n_probe=args.n_probe, progress=False)
+    cal = calibrate(
+        policy, list(calib), check, verifier, strategies, n_probe=args.n_probe, seed=args.seed, progress=False
+    )
     for allocate in ("level", "mean"):
         co = cal.fit(n_levels=3, max_tokens=budget, allocate=allocate)
         acc, pol, ver = measure(co, list(test), args.verifier, args.seed, check)

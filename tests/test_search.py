@@ -7,17 +7,19 @@ from collections.abc import Sequence
 
 import pytest
 
-from grm import GRM, Completion, GenerationRequest
+from grm import GRM, Completion, GenerationRequest, ScoringOptions
 from grm.scoring import chunks
 from grm.search import (
     AnswerChecker,
     ComputeOptimal,
     GRMVerifier,
     Policy,
+    SearchOptions,
     Strategy,
     Verification,
     beam_search,
     best_of_n,
+    calibrate,
     dvts,
     extract_answer,
     math_equal,
@@ -25,6 +27,7 @@ from grm.search import (
 from grm.search.answers import select, tally
 from grm.search.optimal import level_edges
 from grm.search.prm import aggregate
+from grm.seeding import SEED_SPACE, request_seed
 from helpers import ScriptedBackend, judge_by, shown_responses
 
 D = "\n\n"
@@ -263,6 +266,90 @@ def test_tree_search_arguments_are_checked():
         Strategy("mcts", 4)
 
 
+# ---- options and seeds --------------------------------------------------------------------------------------------
+
+FLAT = {k: 0.5 for k in TREE_SCORES}  # every candidate ties: the seed alone decides what is kept and picked
+FLAT_BON = {k: 0.5 for k in BON_SCORES}
+
+
+def picks(results):
+    return [(r.text, r.candidates, r.scores) for r in results]
+
+
+@pytest.mark.parametrize("search", [beam_search, dvts])
+def test_an_unseeded_search_records_the_seed_that_repeats_it(search):
+    def run(**seed):
+        return search(Policy(ScriptedPolicy(TREE)), ["P"] * 8, LastStepVerifier(FLAT), n=4, m=2, progress=False, **seed)
+
+    assert picks(run(seed=0)) != picks(run(seed=1))  # ties are broken by the seed
+    first, second = run(), run()
+    seed = first[0].seed
+    assert isinstance(seed, int) and 0 <= seed < SEED_SPACE and {r.seed for r in first} == {seed}
+    assert second[0].seed != seed  # each unseeded call draws afresh
+    assert picks(run(seed=seed)) == picks(first) and picks(run(seed=second[0].seed)) == picks(second)
+    assert {r.seed for r in run(seed=5)} == {5}
+
+
+def test_best_of_n_records_its_seed_and_repeats_with_it():
+    def run(**seed):
+        return best_of_n(Policy(ScriptedPolicy(BON)), ["Q"] * 8, LastStepVerifier(FLAT_BON), n=7, select="max", **seed)
+
+    assert picks(run(seed=0)) != picks(run(seed=1))
+    first = run()
+    assert picks(run(seed=first[0].seed)) == picks(first) and first[0].to_dict()["seed"] == first[0].seed
+
+
+def test_search_options_whole_or_as_keywords():
+    def first_letter(text):
+        return text[0]
+
+    def run(*options, **overrides):
+        return dvts(Policy(ScriptedPolicy(TREE)), ["P"] * 4, LastStepVerifier(FLAT), *options, n=4, m=2, **overrides)
+
+    whole = run(SearchOptions(seed=3, answer_of=first_letter, progress=False))
+    assert [r.answer for r in whole] == [r.text[0] for r in whole] and {r.seed for r in whole} == {3}
+    assert picks(run(seed=3, answer_of=first_letter, progress=False)) == picks(whole)
+    overridden = run(SearchOptions(seed=99, progress=False), seed=3, answer_of=first_letter)  # keywords win
+    assert picks(overridden) == picks(whole) and [r.answer for r in overridden] == [r.answer for r in whole]
+    strategy = Strategy("dvts", 4, m=2)
+    via_strategy = strategy.run(Policy(ScriptedPolicy(TREE)), ["P"] * 4, LastStepVerifier(FLAT), seed=3, progress=False)
+    assert picks(via_strategy) == picks(whole)
+
+
+def test_search_options_are_validated():
+    policy = Policy(ScriptedPolicy(BON))
+    with pytest.raises(TypeError, match=r"unknown search option\(s\) \['sed'\]; the options are seed, answer_of"):
+        best_of_n(policy, ["Q"], n=2, select="majority", sed=1)
+    with pytest.raises(TypeError, match="options must be a grm.search.SearchOptions, got ScoringOptions"):
+        best_of_n(policy, ["Q"], None, ScoringOptions(), n=2, select="majority")
+    for bad, match in [
+        (dict(seed="1"), "seed must be an integer"),
+        (dict(seed=True), "seed must be an integer"),
+        (dict(answer_of="last box"), "answer_of must be a function"),
+        (dict(equal=1), "equal must be a function"),
+        (dict(progress=1), "progress must be True or False"),
+    ]:
+        with pytest.raises(TypeError, match=match):
+            SearchOptions(**bad)
+    assert SearchOptions(seed=2).replace(progress=False) == SearchOptions(seed=2, progress=False)
+    with pytest.raises(ValueError, match="needs a verifier"):
+        beam_search(policy, ["Q"], None, n=4, m=2)
+
+
+def test_policy_draws_and_keeps_its_seed():
+    def request_seeds(policy):
+        policy.sample([("Q", "", 2), ("R", "", 1)], step=False)
+        return [req.sampling.seed for req in policy.backend.calls[-1]]
+
+    drawn = Policy(ScriptedPolicy(BON))
+    assert isinstance(drawn.seed, int) and 0 <= drawn.seed < SEED_SPACE
+    assert Policy(ScriptedPolicy(BON)).seed != drawn.seed
+    assert request_seeds(Policy(ScriptedPolicy(BON), seed=drawn.seed)) == request_seeds(drawn)
+    assert request_seeds(Policy(ScriptedPolicy(BON), seed=0)) == [request_seed(0, 0, 0), request_seed(0, 0, 1)]
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        Policy(ScriptedPolicy(BON), seed="0")
+
+
 # ---- GRM verifier --------------------------------------------------------------------------------------------------
 
 
@@ -284,6 +371,26 @@ def test_grm_verifier_chunks_normalises_and_counts_tokens():
     shown = [shown_responses(req.messages) for req in backend.calls[0]]
     assert max(map(len, shown)) <= 3 and {r for s in shown for r in s} == set(cands)
     assert verifier("q", ["r9", "r10"]) == pytest.approx([8 / 9, 1.0])
+
+
+def test_grm_verifier_draws_and_keeps_a_seed():
+    cands = [f"r{s}" for s in range(1, 8)]
+
+    def asked(verifier):
+        for _ in range(2):
+            verifier.verify_batch([("q", cands), ("q2", cands[:4])])
+        calls = verifier.grm.backend.calls
+        return [[(req.messages, req.n, req.sampling.seed) for req in call] for call in calls]
+
+    def verifier(**seed):
+        return GRMVerifier(GRM(ScriptedBackend(judge_by(lambda r: int(r[1:])))), k=2, n_max=3, **seed)
+
+    drawn = verifier()
+    seed = drawn.options.seed
+    assert isinstance(seed, int) and 0 <= seed < SEED_SPACE and verifier().options.seed != seed
+    assert asked(verifier(seed=seed)) == asked(drawn)  # the same chunks, orders and engine seeds
+    assert asked(verifier(seed=0)) != asked(verifier(seed=1))
+    assert verifier(seed=0).options.seed == 0
 
 
 def test_grm_verifier_failed_judgements_and_meta_rm():
@@ -386,3 +493,15 @@ def test_compute_optimal_fit_and_run(tmp_path):
     assert results[0].difficulty == 0.75
     # probe (4 samples of 9 characters) plus the search itself (4 or 1 samples)
     assert results[0].policy_tokens == 4 * 9 + 4 * 9 and results[1].policy_tokens == 4 * 9 + 9
+
+
+def test_compute_optimal_records_the_calibration_seed(tmp_path):
+    check = AnswerChecker(TRUTH)
+    cheap, wide = Strategy("best_of_n", 1, "majority"), Strategy("best_of_n", 4, "weighted")
+    cal = calibrate(Policy(ScriptedPolicy(COT)), list(COT), check, check, [cheap, wide], SearchOptions(seed=11))
+    assert cal.seed == 11 and cal.fit(n_levels=2).seed == 11
+    table = ComputeOptimal.fit(Policy(ScriptedPolicy(COT)), list(COT), check, check, [cheap, wide], n_levels=2)
+    assert isinstance(table.seed, int) and ComputeOptimal.load(table.save(tmp_path / "t.json")).seed == table.seed
+    results = table.run(Policy(ScriptedPolicy(COT)), list(COT), check, seed=4, progress=False)
+    assert {r.seed for r in results} == {4}
+    assert {r.seed for r in table.run(Policy(ScriptedPolicy(COT)), list(COT), check)} != {4}

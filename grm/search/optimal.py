@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grm.search.answers import AnswerOf, Equal, extract_answer
+from grm.search.options import SearchOptions, resolve_search_options
 from grm.search.policy import Policy
 from grm.search.strategies import SearchResult, Strategy
 from grm.search.verifiers import Verifier, verify_batch
@@ -82,7 +82,8 @@ class ComputeOptimal:
     ``edges`` split the difficulty estimate into ``len(edges) + 1`` levels (level 0 easiest); ``table[level]``
     is the strategy to run there; ``stats[level]`` holds, per candidate strategy label, the calibration
     ``accuracy``, mean ``tokens`` (policy + verifier, without the probe) and problem count ``n``. ``max_tokens``
-    and ``allocate`` record the budget the table was fitted for (see :meth:`from_outcomes`).
+    and ``allocate`` record the budget the table was fitted for (see :meth:`from_outcomes`); ``seed`` the seed
+    its calibration searched with (None when fitted from outcomes given).
     """
 
     edges: list[float]
@@ -91,6 +92,7 @@ class ComputeOptimal:
     max_tokens: float | None = None
     stats: list[dict[str, dict[str, float]]] = field(default_factory=list)
     allocate: str = "level"
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.table) != len(self.edges) + 1:
@@ -161,31 +163,28 @@ class ComputeOptimal:
         check: Verifier,
         verifier: Verifier,
         strategies: Sequence[Strategy],
+        options: SearchOptions | None = None,
         *,
         n_levels: int = 3,
         max_tokens: float | None = None,
         allocate: str = "level",
         n_probe: int = 4,
         difficulty_verifier: Verifier | None = None,
-        seed: int = 0,
-        answer_of: AnswerOf = extract_answer,
-        equal: Equal | None = None,
-        progress: bool = True,
+        **overrides: Any,
     ) -> ComputeOptimal:
         """Probe the difficulty of each calibration problem, run every strategy on all of them (see
-        :func:`calibrate`), and fit the table (see :meth:`from_outcomes`)."""
+        :func:`calibrate`; ``options`` a :class:`SearchOptions` or its fields as keywords), and fit the table
+        (see :meth:`from_outcomes`)."""
         cal = calibrate(
             policy,
             problems,
             check,
             verifier,
             strategies,
+            options,
             n_probe=n_probe,
             difficulty_verifier=difficulty_verifier,
-            seed=seed,
-            answer_of=answer_of,
-            equal=equal,
-            progress=progress,
+            **overrides,
         )
         return cal.fit(n_levels=n_levels, max_tokens=max_tokens, allocate=allocate)
 
@@ -194,15 +193,15 @@ class ComputeOptimal:
         policy: Policy,
         problems: Sequence[str],
         verifier: Verifier,
+        options: SearchOptions | None = None,
         *,
         difficulty_verifier: Verifier | None = None,
-        seed: int = 0,
-        answer_of: AnswerOf = extract_answer,
-        equal: Equal | None = None,
-        progress: bool = True,
+        **overrides: Any,
     ) -> list[SearchResult]:
         """Probe each problem's difficulty, then run its level's strategy (problems sharing a strategy are run
-        together). The probe's tokens are added to each result's counts."""
+        together, all with ``options``: a :class:`SearchOptions` or its fields as keywords). The probe's tokens
+        are added to each result's counts."""
+        options = resolve_search_options(options, overrides)
         problems = list(problems)
         probes = probe(policy, problems, difficulty_verifier or verifier, self.n_probe)
         levels = [self.level(p.difficulty) for p in probes]
@@ -212,10 +211,7 @@ class ComputeOptimal:
             if not ids:
                 continue
             batch = [problems[i] for i in ids]
-            for i, r in zip(
-                ids,
-                strategy.run(policy, batch, verifier, seed=seed, answer_of=answer_of, equal=equal, progress=progress),
-            ):
+            for i, r in zip(ids, strategy.run(policy, batch, verifier, options)):
                 r.policy_tokens += probes[i].policy_tokens
                 r.verifier_tokens += probes[i].verifier_tokens
                 r.level, r.difficulty = levels[i], probes[i].difficulty
@@ -231,6 +227,7 @@ class ComputeOptimal:
             "edges": list(self.edges),
             "table": [s.to_dict() for s in self.table],
             "stats": self.stats,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -238,7 +235,9 @@ class ComputeOptimal:
         if d.get("format") != FORMAT:
             raise ValueError(f"not a compute-optimal table: format {d.get('format')!r}, expected {FORMAT!r}")
         table = [Strategy.from_dict(s) for s in d["table"]]
-        return cls(list(d["edges"]), table, d["n_probe"], d.get("max_tokens"), d.get("stats", []), d["allocate"])
+        return cls(
+            list(d["edges"]), table, d["n_probe"], d.get("max_tokens"), d.get("stats", []), d["allocate"], d.get("seed")
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write the table as JSON."""
@@ -256,17 +255,19 @@ class ComputeOptimal:
 @dataclass
 class Calibration:
     """Outcomes of ``strategies`` on calibration problems: each problem's probed ``difficulties`` and, per
-    strategy and problem, whether its pick was ``correct`` and the ``tokens`` it generated."""
+    strategy and problem, whether its pick was ``correct`` and the ``tokens`` it generated; ``seed``, the seed the
+    searches ran with."""
 
     strategies: list[Strategy]
     difficulties: list[float]
     correct: list[list[bool]]
     tokens: list[list[int]]
     n_probe: int
+    seed: int | None = None
 
     def fit(self, *, n_levels: int = 3, max_tokens: float | None = None, allocate: str = "level") -> ComputeOptimal:
         """The table for this budget (see :meth:`ComputeOptimal.from_outcomes`); refit at will, nothing reruns."""
-        return ComputeOptimal.from_outcomes(
+        table = ComputeOptimal.from_outcomes(
             self.strategies,
             self.difficulties,
             self.correct,
@@ -276,6 +277,8 @@ class Calibration:
             allocate=allocate,
             n_probe=self.n_probe,
         )
+        table.seed = self.seed
+        return table
 
 
 def calibrate(
@@ -284,31 +287,29 @@ def calibrate(
     check: Verifier,
     verifier: Verifier,
     strategies: Sequence[Strategy],
+    options: SearchOptions | None = None,
     *,
     n_probe: int = 4,
     difficulty_verifier: Verifier | None = None,
-    seed: int = 0,
-    answer_of: AnswerOf = extract_answer,
-    equal: Equal | None = None,
-    progress: bool = True,
+    **overrides: Any,
 ) -> Calibration:
     """Probe each calibration problem's difficulty and run every strategy on all of them.
 
     ``check`` rates a chosen solution as correct (score >= 0.5), e.g. an :class:`AnswerChecker` with the
-    reference answers; ``verifier`` steers the searches; ``difficulty_verifier`` (default: ``verifier``) rates
-    the probes and must be the one later used by :meth:`ComputeOptimal.run` too.
+    reference answers; ``verifier`` steers the searches, run with ``options`` (a :class:`SearchOptions`, or its
+    fields as keywords); ``difficulty_verifier`` (default: ``verifier``) rates the probes and must be the one
+    later used by :meth:`ComputeOptimal.run` too.
     """
+    options = resolve_search_options(options, overrides)
     problems = list(problems)
     probes = probe(policy, problems, difficulty_verifier or verifier, n_probe)
     correct, tokens = [], []
     for strategy in strategies:
         logger.info("calibrating %s on %d problems", strategy.label, len(problems))
-        results = strategy.run(
-            policy, problems, verifier, seed=seed, answer_of=answer_of, equal=equal, progress=progress
-        )
+        results = strategy.run(policy, problems, verifier, options)
         correct.append(check_results(check, results))
         tokens.append([r.tokens for r in results])
-    return Calibration(list(strategies), [p.difficulty for p in probes], correct, tokens, n_probe)
+    return Calibration(list(strategies), [p.difficulty for p in probes], correct, tokens, n_probe, options.seed)
 
 
 def check_results(check: Verifier, results: Sequence[SearchResult]) -> list[bool]:

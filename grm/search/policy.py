@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from grm.backends import Backend, Completion, GenerationRequest, Sampling
-from grm.seeding import request_seed
+from grm.seeding import random_seed, request_seed
 from grm.types import Message
 
 
@@ -17,7 +18,8 @@ class Policy:
     ``prompt`` turns a problem into chat messages (default: one user turn, after ``system`` if given). Whole
     solutions get up to ``max_new_tokens``; in step-level search each step ends at ``step_delimiter`` (a stop
     string) or after ``max_step_tokens``, and the next step continues the partial answer as an assistant
-    ``prefix``. Sampling is seeded from ``seed`` (None: unseeded), differently for every request and call.
+    ``prefix``. Sampling is seeded from ``seed``, differently for every request and call; None draws a fresh seed,
+    kept in ``seed`` so that a run can be repeated.
     """
 
     backend: Backend
@@ -28,7 +30,7 @@ class Policy:
     step_delimiter: str = "\n\n"
     system: str | None = None
     prompt: Callable[[str], list[Message]] | None = None
-    seed: int | None = 0
+    seed: int | None = None
     _calls: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -38,6 +40,10 @@ class Policy:
             raise ValueError("step_delimiter must be a non-empty string")
         Sampling(self.temperature, self.max_new_tokens, self.top_p)  # validates the settings
         Sampling(self.temperature, self.max_step_tokens, self.top_p)
+        if self.seed is None:
+            self.seed = random_seed()
+        elif isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise TypeError(f"seed must be an integer (or None to draw one), got {self.seed!r}")
 
     def messages(self, problem: str) -> list[Message]:
         """The chat messages the policy answers for ``problem``."""
@@ -56,7 +62,7 @@ class Policy:
         self._calls += 1
         requests = []
         for r, (problem, prefix, n) in enumerate(asks):
-            seed = None if self.seed is None else request_seed(self.seed, call, r)
+            seed = request_seed(self.seed, call, r)
             sampling = (
                 Sampling(self.temperature, self.max_step_tokens, self.top_p, seed, (self.step_delimiter,))
                 if step

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from grm.search.answers import SELECTIONS, AnswerOf, Equal, extract_answer, select
+from grm.progress import progress_bar
+from grm.search.answers import SELECTIONS, select
+from grm.search.options import SearchOptions, resolve_search_options
 from grm.search.policy import Policy
 from grm.search.verifiers import Verifier, verify_batch
 from grm.seeding import seeded_rng
@@ -30,7 +30,8 @@ class SearchResult:
     for a majority vote, which needs no verifier). ``policy_tokens`` and ``verifier_tokens`` count the tokens
     each model generated (including pruned candidates; a PRM generates none). ``n_failed`` counts policy
     completions that failed, ``verifier_failed`` candidates the verifier could not rate. ``level`` and
-    ``difficulty`` are set by compute-optimal search.
+    ``difficulty`` are set by compute-optimal search. ``seed`` is the seed the search broke ties with (the one
+    given, or the one drawn for an unseeded call): the same seed, policy and verifier give the same result.
     """
 
     problem: str
@@ -45,6 +46,7 @@ class SearchResult:
     verifier_failed: int = 0
     level: int | None = None
     difficulty: float | None = None
+    seed: int | None = None
 
     @property
     def tokens(self) -> int:
@@ -55,48 +57,141 @@ class SearchResult:
         return asdict(self)
 
 
-def _check(problems: Sequence[str], n: int, select_how: str) -> list[str]:
-    if isinstance(problems, str):
-        raise TypeError("problems must be a list of strings; wrap a single problem in a list")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if select_how not in SELECTIONS:
-        raise ValueError(f"unknown selection {select_how!r}; expected one of {', '.join(SELECTIONS)}")
-    return list(problems)
+@dataclass(frozen=True)
+class Strategy:
+    """A search method with its budget: ``method`` (best_of_n, beam_search, dvts), ``n`` samples, the final
+    ``select`` rule, and for the tree methods the expansion factor ``m`` and ``max_steps``."""
 
+    method: str
+    n: int
+    select: str = "weighted"
+    m: int = 4
+    max_steps: int = 16
 
-def _finish(
-    result: SearchResult, how: str, rng: random.Random, answer_of: AnswerOf, equal: Equal | None
-) -> SearchResult:
-    chosen = select(result.candidates, result.scores, how, rng=rng, answer_of=answer_of, equal=equal)
-    if chosen is not None:
-        result.text = result.candidates[chosen]
-        result.answer = answer_of(result.text)
-    return result
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown search method {self.method!r}; expected one of {', '.join(METHODS)}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"unknown selection {self.select!r}; expected one of {', '.join(SELECTIONS)}")
+        if self.method != "best_of_n":
+            if self.m < 1 or self.n % self.m:
+                raise ValueError(
+                    f"n must be a multiple of m >= 1 (keep n/m beams, extend each m times); got n={self.n}, m={self.m}"
+                )
+            if self.max_steps < 1:
+                raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+
+    @property
+    def label(self) -> str:
+        if self.method == "best_of_n":
+            return f"best_of_n(n={self.n},{self.select})"
+        return f"{self.method}(n={self.n},m={self.m},{self.select})"
+
+    def run(
+        self,
+        policy: Policy,
+        problems: Sequence[str],
+        verifier: Verifier | None,
+        options: SearchOptions | None = None,
+        **overrides: Any,
+    ) -> list[SearchResult]:
+        """Run this strategy on ``problems`` with ``options`` (a :class:`SearchOptions`, or its fields as
+        keywords)."""
+        options = resolve_search_options(options, overrides)
+        if isinstance(problems, str):
+            raise TypeError("problems must be a list of strings; wrap a single problem in a list")
+        problems = list(problems)
+        if verifier is None and (self.method, self.select) != ("best_of_n", "majority"):
+            raise ValueError(f"{self.label} needs a verifier; only best_of_n with select='majority' works without one")
+        search = _best_of_n if self.method == "best_of_n" else _tree_search
+        results = search(self, policy, problems, verifier, options)
+        for r in results:
+            r.seed = options.seed
+        return results
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Strategy:
+        unknown = set(d) - {"method", "n", "select", "m", "max_steps"}
+        if unknown:
+            raise ValueError(f"unknown strategy keys {sorted(unknown)}; expected method, n, select, m, max_steps")
+        return cls(**d)
 
 
 def best_of_n(
     policy: Policy,
     problems: Sequence[str],
     verifier: Verifier | None = None,
+    options: SearchOptions | None = None,
     *,
     n: int,
     select: str = "weighted",
-    seed: int = 0,
-    answer_of: AnswerOf = extract_answer,
-    equal: Equal | None = None,
+    **overrides: Any,
 ) -> list[SearchResult]:
     """Sample ``n`` whole solutions per problem and pick one by ``select``: ``max`` (highest verifier score),
-    ``majority`` (most frequent answer; no verifier needed) or ``weighted`` (highest sum of scores per answer)."""
-    how = select
-    problems = _check(problems, n, how)
-    if verifier is None and how != "majority":
-        raise ValueError(f"selection {how!r} needs a verifier; only 'majority' works without one")
-    label = f"best_of_n(n={n},{how})"
-    outputs = policy.sample([(p, "", n) for p in problems], step=False)
+    ``majority`` (most frequent answer; no verifier needed) or ``weighted`` (highest sum of scores per answer).
+    ``options``: a :class:`SearchOptions`, or its fields as keywords."""
+    return Strategy("best_of_n", n, select).run(policy, problems, verifier, options, **overrides)
+
+
+def beam_search(
+    policy: Policy,
+    problems: Sequence[str],
+    verifier: Verifier,
+    options: SearchOptions | None = None,
+    *,
+    n: int,
+    m: int = 4,
+    max_steps: int = 16,
+    select: str = "weighted",
+    **overrides: Any,
+) -> list[SearchResult]:
+    """Step-level beam search of width ``n``: sample ``n`` first steps, keep the ``n/m`` the verifier rates
+    best, extend each ``m`` times, and repeat; solutions that end occupy their beam slot. Steps end at the
+    policy's ``step_delimiter``; at most ``max_steps`` steps. The final answer is picked by ``select`` among
+    the (at most ``n/m``) finished solutions. ``options``: a :class:`SearchOptions`, or its fields as keywords."""
+    return Strategy("beam_search", n, select, m, max_steps).run(policy, problems, verifier, options, **overrides)
+
+
+def dvts(
+    policy: Policy,
+    problems: Sequence[str],
+    verifier: Verifier,
+    options: SearchOptions | None = None,
+    *,
+    n: int,
+    m: int = 4,
+    max_steps: int = 16,
+    select: str = "weighted",
+    **overrides: Any,
+) -> list[SearchResult]:
+    """Diverse verifier tree search: ``n/m`` independent subtrees, each a beam of one that keeps the best of
+    ``m`` extensions per step, so the solutions stay diverse where one beam search collapses onto one prefix.
+    The final answer is picked by ``select`` among the ``n/m`` finished solutions. ``options``: a
+    :class:`SearchOptions`, or its fields as keywords."""
+    return Strategy("dvts", n, select, m, max_steps).run(policy, problems, verifier, options, **overrides)
+
+
+def _finish(result: SearchResult, how: str, rng: random.Random, options: SearchOptions) -> SearchResult:
+    chosen = select(result.candidates, result.scores, how, rng=rng, answer_of=options.answer_of, equal=options.equal)
+    if chosen is not None:
+        result.text = result.candidates[chosen]
+        result.answer = options.answer_of(result.text)
+    return result
+
+
+def _best_of_n(
+    strategy: Strategy, policy: Policy, problems: list[str], verifier: Verifier | None, options: SearchOptions
+) -> list[SearchResult]:
+    how = strategy.select
+    outputs = policy.sample([(p, "", strategy.n) for p in problems], step=False)
     results = []
     for p, comps in zip(problems, outputs):
-        r = SearchResult(p, label, None, None)
+        r = SearchResult(p, strategy.label, None, None)
         r.policy_tokens = sum(c.n_tokens or 0 for c in comps)
         r.n_failed = sum(c.error is not None for c in comps)
         r.candidates = [c.text for c in comps if c.error is None]
@@ -104,7 +199,7 @@ def best_of_n(
     if verifier is not None and how != "majority":
         for r, v in zip(results, verify_batch(verifier, [(r.problem, r.candidates) for r in results])):
             r.scores, r.verifier_tokens, r.verifier_failed = v.scores, v.n_tokens, v.n_failed
-    return [_finish(r, how, seeded_rng(seed, i), answer_of, equal) for i, r in enumerate(results)]
+    return [_finish(r, how, seeded_rng(options.seed, i), options) for i, r in enumerate(results)]
 
 
 @dataclass
@@ -116,34 +211,24 @@ class _Beam:
 
 
 def _tree_search(
-    label: str,
-    policy: Policy,
-    problems: Sequence[str],
-    verifier: Verifier,
-    *,
-    n: int,
-    groups: int,
-    slots: int,
-    m: int,
-    max_steps: int,
-    select_how: str,
-    seed: int,
-    answer_of: AnswerOf,
-    equal: Equal | None,
-    progress: bool,
+    strategy: Strategy, policy: Policy, problems: list[str], verifier: Verifier, options: SearchOptions
 ) -> list[SearchResult]:
     """Step-level search shared by beam search and DVTS.
 
-    The first step samples ``n`` steps from the root, dealt round-robin to ``groups`` subtrees; each later step
-    extends every active beam by ``m`` samples. All new candidates are rated, and in each subtree the best
-    ``slots`` minus the solutions already finished there are kept; finished ones leave the beam for good. The
-    last allowed step samples each beam to the end of its solution.
+    The first step samples ``n`` steps from the root, dealt round-robin to ``groups`` subtrees (beam search: one,
+    with ``n/m`` slots; DVTS: ``n/m``, with one slot each); each later step extends every active beam by ``m``
+    samples. All new candidates are rated, and in each subtree the best ``slots`` minus the solutions already
+    finished there are kept; finished ones leave the beam for good. The last allowed step samples each beam to the
+    end of its solution.
     """
+    n, m, max_steps = strategy.n, strategy.m, strategy.max_steps
+    groups, slots = (1, n // m) if strategy.method == "beam_search" else (n // m, 1)
+    label = strategy.label
     results = [SearchResult(p, label, None, None) for p in problems]
     active: list[list[_Beam]] = [[] for _ in problems]
     finished: list[list[_Beam]] = [[] for _ in problems]
-    rngs = [seeded_rng(seed, i) for i in range(len(problems))]
-    for step in tqdm(range(max_steps), desc=label, unit="step", disable=not progress, leave=False):
+    rngs = [seeded_rng(options.seed, i) for i in range(len(problems))]
+    for step in progress_bar(range(max_steps), desc=label, unit="step", progress=options.progress):
         last = step == max_steps - 1
         asks, parents = [], []
         for i, p in enumerate(problems):
@@ -185,142 +270,5 @@ def _tree_search(
     for i, r in enumerate(results):
         r.candidates = [b.text for b in finished[i]]
         r.scores = [b.score for b in finished[i]]
-        _finish(r, select_how, rngs[i], answer_of, equal)
+        _finish(r, strategy.select, rngs[i], options)
     return results
-
-
-def _check_tree(n: int, m: int, max_steps: int) -> None:
-    if m < 1 or n % m:
-        raise ValueError(f"n must be a multiple of m >= 1 (keep n/m beams, extend each m times); got n={n}, m={m}")
-    if max_steps < 1:
-        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-
-
-def beam_search(
-    policy: Policy,
-    problems: Sequence[str],
-    verifier: Verifier,
-    *,
-    n: int,
-    m: int = 4,
-    max_steps: int = 16,
-    select: str = "weighted",
-    seed: int = 0,
-    answer_of: AnswerOf = extract_answer,
-    equal: Equal | None = None,
-    progress: bool = True,
-) -> list[SearchResult]:
-    """Step-level beam search of width ``n``: sample ``n`` first steps, keep the ``n/m`` the verifier rates
-    best, extend each ``m`` times, and repeat; solutions that end occupy their beam slot. Steps end at the
-    policy's ``step_delimiter``; at most ``max_steps`` steps. The final answer is picked by ``select`` among
-    the (at most ``n/m``) finished solutions."""
-    problems = _check(problems, n, select)
-    _check_tree(n, m, max_steps)
-    return _tree_search(
-        f"beam_search(n={n},m={m},{select})",
-        policy,
-        problems,
-        verifier,
-        n=n,
-        groups=1,
-        slots=n // m,
-        m=m,
-        max_steps=max_steps,
-        select_how=select,
-        seed=seed,
-        answer_of=answer_of,
-        equal=equal,
-        progress=progress,
-    )
-
-
-def dvts(
-    policy: Policy,
-    problems: Sequence[str],
-    verifier: Verifier,
-    *,
-    n: int,
-    m: int = 4,
-    max_steps: int = 16,
-    select: str = "weighted",
-    seed: int = 0,
-    answer_of: AnswerOf = extract_answer,
-    equal: Equal | None = None,
-    progress: bool = True,
-) -> list[SearchResult]:
-    """Diverse verifier tree search: ``n/m`` independent subtrees, each a beam of one that keeps the best of
-    ``m`` extensions per step, so the solutions stay diverse where one beam search collapses onto one prefix.
-    The final answer is picked by ``select`` among the ``n/m`` finished solutions."""
-    problems = _check(problems, n, select)
-    _check_tree(n, m, max_steps)
-    return _tree_search(
-        f"dvts(n={n},m={m},{select})",
-        policy,
-        problems,
-        verifier,
-        n=n,
-        groups=n // m,
-        slots=1,
-        m=m,
-        max_steps=max_steps,
-        select_how=select,
-        seed=seed,
-        answer_of=answer_of,
-        equal=equal,
-        progress=progress,
-    )
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """A search method with its budget: ``method`` (best_of_n, beam_search, dvts), ``n`` samples, the final
-    ``select`` rule, and for the tree methods the expansion factor ``m`` and ``max_steps``."""
-
-    method: str
-    n: int
-    select: str = "weighted"
-    m: int = 4
-    max_steps: int = 16
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown search method {self.method!r}; expected one of {', '.join(METHODS)}")
-        _check([], self.n, self.select)
-        if self.method != "best_of_n":
-            _check_tree(self.n, self.m, self.max_steps)
-
-    @property
-    def label(self) -> str:
-        if self.method == "best_of_n":
-            return f"best_of_n(n={self.n},{self.select})"
-        return f"{self.method}(n={self.n},m={self.m},{self.select})"
-
-    def run(
-        self,
-        policy: Policy,
-        problems: Sequence[str],
-        verifier: Verifier | None,
-        *,
-        seed: int = 0,
-        answer_of: AnswerOf = extract_answer,
-        equal: Equal | None = None,
-        progress: bool = True,
-    ) -> list[SearchResult]:
-        """Run this strategy on ``problems``."""
-        common = dict(n=self.n, select=self.select, seed=seed, answer_of=answer_of, equal=equal)
-        if self.method == "best_of_n":
-            return best_of_n(policy, problems, verifier, **common)
-        if verifier is None:
-            raise ValueError(f"{self.method} needs a verifier to prune with")
-        search = beam_search if self.method == "beam_search" else dvts
-        return search(policy, problems, verifier, m=self.m, max_steps=self.max_steps, progress=progress, **common)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Strategy:
-        unknown = set(d) - {"method", "n", "select", "m", "max_steps"}
-        if unknown:
-            raise ValueError(f"unknown strategy keys {sorted(unknown)}; expected method, n, select, m, max_steps")
-        return cls(**d)

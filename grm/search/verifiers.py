@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from grm.scoring import JudgementRater, ScoringOptions, check_meta_rm, chunks, resolve_options
 from grm.search.answers import AnswerOf, Equal, extract_answer, math_equal
-from grm.seeding import seed_for
+from grm.seeding import random_seed, rng_for, seed_for
 
 logger = logging.getLogger(__name__)
 
@@ -67,20 +66,21 @@ def verify_batch(verifier: Verifier, entries: Sequence[Entry]) -> list[Verificat
 class GRMVerifier:
     """A :class:`grm.GRM` judging a problem's candidates together (listwise), at most ``n_max`` per prompt.
 
-    The problem is the query, the candidates the responses; ``options`` (a :class:`grm.ScoringOptions`, default
-    ``ScoringOptions(seed=0)``; its fields also by keyword, e.g. ``k=4``) set how the GRM scores, with ``meta_rm``
-    as in :meth:`grm.GRM.score_batch`. A candidate's score is its mean voted score mapped from the GRM's
-    ``score_range`` onto [0, 1] (:meth:`grm.Reward.normalized`). A candidate whose judgements all failed gets
-    ``failed_value`` (default 0.0, the worst score) and is counted in ``Verification.n_failed``. Adaptive compute
-    passes through (``adaptive=True, risk=0.01``; ``budget``, per ``verify_batch`` call): a chunk whose best
-    candidate is clear costs fewer judgements, and ``Verification.n_tokens`` counts only those drawn.
+    The problem is the query, the candidates the responses; ``options`` (a :class:`grm.ScoringOptions`; its fields
+    also by keyword, e.g. ``k=4``) set how the GRM scores, with ``meta_rm`` as in :meth:`grm.GRM.score_batch`.
+    Without a seed one is drawn and kept in ``options.seed``, so that the verifier's judgements can be repeated.
+    A candidate's score is its mean voted score mapped from the GRM's ``score_range`` onto [0, 1]
+    (:meth:`grm.Reward.normalized`). A candidate whose judgements all failed gets ``failed_value`` (default 0.0,
+    the worst score) and is counted in ``Verification.n_failed``. Adaptive compute passes through
+    (``adaptive=True, risk=0.01``; ``budget``, per ``verify_batch`` call): a chunk whose best candidate is clear
+    costs fewer judgements, and ``Verification.n_tokens`` counts only those drawn.
 
     More than ``n_max`` candidates are judged in chunks of near-equal size after a seeded random permutation.
     Scores from different chunks are compared directly: a GRM's scores are pointwise ratings on a fixed scale
     (one integer per response against the query's principles, not a ranking), and the random split keeps a
     chunk from being systematically better or worse than the others. All chunks of all problems go to the
     GRM in one ``score_batch`` call. Each call (and its chunking) is seeded from ``seed`` plus the number of calls
-    before it (None: unseeded), so repeated calls draw fresh but reproducible judgements.
+    before it, so repeated calls draw fresh but reproducible judgements.
     """
 
     def __init__(
@@ -99,7 +99,9 @@ class GRMVerifier:
         if hi <= lo:
             raise ValueError(f"the GRM's score_range must have low < high to normalise, got {grm.score_range}")
         self.grm, self.n_max, self.meta_rm, self.failed_value = grm, n_max, meta_rm, failed_value
-        self.options = resolve_options(options, overrides, default=ScoringOptions(seed=0))
+        self.options = resolve_options(options, overrides)
+        if self.options.seed is None:
+            self.options = self.options.replace(seed=random_seed())
         check_meta_rm(self.options, meta_rm is not None)
         self._calls = 0
 
@@ -110,7 +112,7 @@ class GRMVerifier:
         """Judge every chunk of every problem in one ``GRM.score_batch`` call."""
         options = self.options.replace(seed=seed_for(self.options.seed, self._calls))
         self._calls += 1
-        rng = random.Random(options.seed)
+        rng = rng_for(options.seed)
         items, owners = [], []
         for e, (problem, cands) in enumerate(entries):
             for chunk in chunks(len(cands), self.n_max, rng):
