@@ -1,0 +1,160 @@
+"""Reading a request: its body, its fields and its options, checked before it joins a batch.
+
+Everything here is plain, synchronous and free of HTTP, so that the server runs it in a worker thread and tests call
+it directly. A request that fails a check raises :class:`BadRequest` naming the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grm.jsonl import plain_id
+from grm.model import GRM
+from grm.scoring import ScoringOptions, check_meta_rm
+from grm.server.config import ServerConfig
+from grm.types import Item
+
+OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(ScoringOptions) if f.name != "budget")
+"""Request fields taken as scoring options (see :class:`grm.ScoringOptions`), on ``/score`` and ``/get_reward``.
+``budget`` is not one: a batch mixes requests, so a budget would be shared with other clients' items."""
+SCORE_FIELDS = ("query", "responses", "principles", "reference", "id")
+REWARD_FIELDS = ("query", "prompts", "labels")
+
+
+class BadRequest(ValueError):
+    """A request the server refuses with ``status`` (400 unless given) and this message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not standard JSON")
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A request body's JSON object: standard JSON only (no NaN or Infinity), an object at the top."""
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest("body is not readable: JSON nested too deeply") from None
+    except ValueError as e:
+        raise BadRequest(f"body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def scoring_options(body: dict[str, Any], config: ServerConfig, rated: bool) -> ScoringOptions:
+    """The scoring options a request body asks for (``k`` defaults to ``config.default_k``), within the server's
+    limits; :class:`BadRequest` naming the field otherwise. ``rated``: the server votes with a meta RM."""
+    if body.get("budget") is not None:
+        raise BadRequest(
+            "budget is not taken here: the server batches requests together, so a budget would be shared with "
+            "other clients' items; send adaptive (and risk) to spend fewer judgements on clear items"
+        )
+    given = {name: body[name] for name in OPTION_FIELDS if body.get(name) is not None}
+    for name, value in given.items():
+        if isinstance(value, list | dict):
+            raise BadRequest(f"{name} must be a single value, got a JSON {type(value).__name__}")
+    given.setdefault("k", config.default_k)
+    try:
+        options = ScoringOptions(**given)
+        check_meta_rm(options, rated)
+    except (TypeError, ValueError) as e:
+        hint = " (this server has no meta RM)" if "k_meta" in str(e) and not rated else ""
+        raise BadRequest(f"{e}{hint}") from e
+    limits = {
+        "k": (1, config.max_k),
+        "max_new_tokens": (1, config.max_new_tokens),
+        "max_retries": (0, config.max_retries),
+    }
+    for name, (low, high) in limits.items():
+        value = getattr(options, name)
+        if value is not None and value > high:
+            raise BadRequest(f"{name} must be an integer in {low}..{high} on this server, got {value}")
+    if options.seed is not None and not -(2**63) <= options.seed < 2**63:
+        raise BadRequest(f"seed must fit in 64 bits, got {options.seed}")
+    return options
+
+
+def refuse_unknown(body: dict[str, Any], path: str, fields: Sequence[str]) -> None:
+    """:class:`BadRequest` for fields ``path`` does not take (its ``fields`` and the scoring options)."""
+    unknown = sorted(set(body) - set(fields) - set(OPTION_FIELDS) - {"budget"})
+    if unknown:
+        raise BadRequest(
+            f"unknown field(s) {unknown} for {path}; it takes {', '.join(fields)} and the scoring options "
+            f"{', '.join(OPTION_FIELDS)}"
+        )
+
+
+def checked_item(rm: GRM, config: ServerConfig, query: Any, responses: Any, **extra: Any) -> Item:
+    """A request's item, validated and checked to render (a custom template may refuse some inputs)."""
+    if isinstance(responses, list) and len(responses) > config.max_responses:
+        raise BadRequest(f"at most {config.max_responses} responses per request, got {len(responses)}")
+    try:
+        item = Item.coerce({"query": query, "responses": responses, **extra})
+        rm.build_prompt(item.query, item.responses, principles=item.principles, reference=item.reference)
+    except (TypeError, ValueError) as e:
+        raise BadRequest(str(e)) from e
+    return item
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """A ``/score`` request, read: its item, its options and the ``id`` to send back (``has_id``: it sent one)."""
+
+    item: Item
+    options: ScoringOptions
+    id: Any = None
+    has_id: bool = False
+
+
+def score_request(rm: GRM, config: ServerConfig, body: dict[str, Any], rated: bool) -> ScoreRequest:
+    """A ``/score`` body read: ``{"query", "responses", "principles"?, "reference"?, "id"?}`` plus options."""
+    refuse_unknown(body, "/score", SCORE_FIELDS)
+    missing = [name for name in ("query", "responses") if name not in body]
+    if missing:
+        raise BadRequest(f"/score needs 'query' and 'responses'; missing {missing}")
+    if not plain_id(body.get("id")):
+        raise BadRequest(f"id must be a string, a number or null, got a JSON {type(body['id']).__name__}")
+    extra = {name: body[name] for name in ("principles", "reference") if body.get(name) is not None}
+    item = checked_item(rm, config, body["query"], body["responses"], **extra)
+    return ScoreRequest(item, scoring_options(body, config, rated), body.get("id"), "id" in body)
+
+
+def openrlhf_items(rm: GRM, body: dict[str, Any], config: ServerConfig) -> list[Item]:
+    """Items from OpenRLHF's ``{"query": [prompt + response, ...], "prompts": [prompt, ...], "labels": [...]}``.
+
+    Each response is the query text after its prompt; labels, when given, are used as reference answers (a label
+    must be a string or null; an empty string means none).
+    """
+    queries, prompts, labels = body.get("query"), body.get("prompts"), body.get("labels")
+    if not isinstance(queries, list) or not isinstance(prompts, list) or len(queries) != len(prompts):
+        raise BadRequest("/get_reward needs 'query' and 'prompts': lists of equal length (prompt + response, prompt)")
+    if len(queries) > config.max_reward_items:
+        raise BadRequest(f"at most {config.max_reward_items} items per /get_reward request, got {len(queries)}")
+    if labels is not None and (not isinstance(labels, list) or len(labels) != len(queries)):
+        raise BadRequest("'labels' must be a list as long as 'query'")
+    items = []
+    for i, (q, p) in enumerate(zip(queries, prompts)):
+        if not isinstance(q, str) or not isinstance(p, str) or not q.startswith(p):
+            raise BadRequest(f"query {i} does not start with its prompt; send the prompt text the query begins with")
+        label = labels[i] if labels is not None else None
+        if label is not None and not isinstance(label, str):
+            raise BadRequest(f"labels[{i}] must be a string or null, got {type(label).__name__}")
+        items.append(checked_item(rm, config, p, [q[len(p) :]], reference=label or None))
+    return items
+
+
+def reward_request(
+    rm: GRM, config: ServerConfig, body: dict[str, Any], rated: bool
+) -> tuple[list[Item], ScoringOptions]:
+    """A ``/get_reward`` body read: its items and options."""
+    refuse_unknown(body, "/get_reward", REWARD_FIELDS)
+    return openrlhf_items(rm, body, config), scoring_options(body, config, rated)

@@ -1,0 +1,66 @@
+"""grm.server.validation without HTTP: a body read into items and options, each refusal naming the field."""
+
+import pytest
+
+from grm import GRM
+from grm.server import OPTION_FIELDS, BadRequest, ServerConfig
+from grm.server.validation import parse_body, refuse_unknown, reward_request, score_request, scoring_options
+from helpers import ScriptedBackend, by_length, judge_by
+
+
+def by_length_grm():
+    backend = ScriptedBackend(judge_by(by_length))
+    return GRM(backend), backend
+
+
+def test_parse_body_takes_standard_json_objects_only():
+    assert parse_body(b'{"query": "q"}') == {"query": "q"}
+    for raw, message in [
+        (b"[1]", "must be a JSON object, got list"),
+        (b'{"k": NaN}', "NaN is not standard JSON"),
+        (b"{", "not valid JSON"),
+        (b"[" * 100_000, "nested too deeply"),
+    ]:
+        with pytest.raises(BadRequest, match=message) as e:
+            parse_body(raw)
+        assert e.value.status == 400
+
+
+def test_scoring_options_within_the_server_limits():
+    config = ServerConfig(max_k=4, default_k=2)
+    assert scoring_options({}, config, rated=False).k == 2
+    assert scoring_options({"k": 3, "seed": 5}, config, rated=False).seed == 5
+    for body, message in [
+        ({"k": 5}, "k must be an integer in 1..4 on this server"),
+        ({"k": [1]}, "k must be a single value"),
+        ({"k_meta": 1}, "this server has no meta RM"),
+        ({"seed": 2**64}, "seed must fit in 64 bits"),
+        ({"budget": 3}, "budget is not taken here"),
+    ]:
+        with pytest.raises(BadRequest, match=message):
+            scoring_options(body, config, rated=False)
+
+
+def test_the_unknown_field_error_lists_only_what_is_accepted():
+    assert "budget" not in OPTION_FIELDS
+    with pytest.raises(BadRequest) as e:
+        refuse_unknown({"query": "q", "foo": 1}, "/score", ("query",))
+    assert "unknown field(s) ['foo'] for /score" in str(e.value) and "budget" not in str(e.value)
+    refuse_unknown({"query": "q", "budget": 1}, "/score", ("query",))  # refused with its own reason, not as unknown
+
+
+def test_score_and_reward_requests_read_into_items_and_options():
+    rm, _ = by_length_grm()
+    config = ServerConfig(max_responses=2)
+    request = score_request(rm, config, {"query": "q", "responses": ["a", "b"], "k": 2, "id": 7}, rated=False)
+    assert request.item.responses == ["a", "b"] and request.options.k == 2 and (request.id, request.has_id) == (7, True)
+    with pytest.raises(BadRequest, match="at most 2 responses"):
+        score_request(rm, config, {"query": "q", "responses": ["a"] * 3}, rated=False)
+    items, options = reward_request(
+        rm, config, {"query": ["P: x", "P: yy"], "prompts": ["P:", "P:"], "labels": ["r", None]}, rated=False
+    )
+    assert [(i.query[-1]["content"], i.responses, i.reference) for i in items] == [
+        ("P:", [" x"], "r"),
+        ("P:", [" yy"], None),
+    ]
+    assert options.k == 1 and isinstance(rm, GRM)
