@@ -16,7 +16,15 @@ SHIPPED_META_AUC = 0.65  # measured: 0.72
 TOY_STEPS = {  # the shipped stage configs with few, small steps
     "sft": {"max_steps": 300, "learning_rate": 5.0e-3, "per_device_train_batch_size": 8, "save_steps": 150},
     "rft": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
-    "grpo": {"max_steps": 1, "per_device_train_batch_size": 8, "save_steps": 1},
+    "grpo": {
+        "max_steps": 2,
+        "per_device_train_batch_size": 8,
+        "save_steps": 1,
+        "curve_every": 1,
+        "curve_examples": 3,
+        "curve_train_examples": 2,
+        "curve_k": 2,
+    },
     "meta_rm": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
 }
 
@@ -36,13 +44,22 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
     out, report, ship = tmp_path / "run", tmp_path / "report", tmp_path / "ship"
     sizes = "--sft_examples 1600 --rft_examples 24 --grpo_examples 4 --meta_rm_examples 8 --meta_rm_k 2 "
     sizes += "--eval_examples 8 --eval_k 4 --eval_stage_k 2 --eval_draws 2 --eval_bootstrap 0 "
-    sizes += "--hidden_size 64 --num_layers 2 --intermediate_size 64 --max_new_tokens 176 --torch_threads 1"
+    sizes += "--hidden_size 64 --num_layers 2 --intermediate_size 64 --max_new_tokens 176 --torch_threads 1 "
+    sizes += "--meta_rm_hidden_size 96"  # a meta RM larger than its GRM: a fresh model on the GRM's tokenizer
     argv = ["train", "default-grm", "--config", str(ROOT / "training" / "configs" / "default_grm.yaml")]
     argv += ["--output_dir", str(out), "--report_dir", str(report), "--ship_dir", str(ship), *sizes.split(), *flags]
     assert main(argv) == 0
     status = json.loads((out / "status.json").read_text())
     assert list(status) == list(STAGES) and all(s["done"] and s["seconds"] >= 0 for s in status.values())
 
+    data = {
+        split: [json.loads(line) for line in (out / "data" / f"{split}.jsonl").read_text().splitlines()]
+        for split in ("validation", "test")
+    }
+    assert len(data["test"]) == 8 and {r["id"] for r in data["validation"]}.isdisjoint(r["id"] for r in data["test"])
+    assert json.loads((out / "meta_rm_init" / "config.json").read_text())["hidden_size"] == 96
+    curves = [json.loads(line) for line in (out / "grpo" / "curves.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in curves] == [0, 1, 2] and all(-1 <= c["heldout_reward"] <= 1 for c in curves)
     rft = json.loads((out / "rft" / "rft_data" / "stats.json").read_text())
     assert rft["examples"] == 24 and rft["sft_rows"] >= 1  # the RFT set was sampled from the SFT model
     assert json.loads((out / "sft_data" / "stats.json").read_text())["traces"] == 1600
@@ -62,6 +79,8 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
         and "| greedy | Voting@1 | Voting@2 | Voting@4 | MetaRM@2 | MetaRM@4 |" in text
     )
     assert "## The paper's shape, for the shipped model" in text and "| SFT -> SFT + RFT | greedy |" in text
+    assert "**Test set**: 8 items of 2-4 responses, seed 31415" in text and "**Validation set**: seed 1000" in text
+    assert "## GRPO's learning curves (validation set, not the test set)" in text and "\n| 2 | " in text
     assert (report / "default_grm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shipped = {f.name for f in (ship / "default_grm").iterdir()}
     assert {"model.safetensors", "grm_config.json", "grm_template.j2", "tokenizer.json"} <= shipped
@@ -86,6 +105,8 @@ def test_stage_names_are_checked():
     with pytest.raises(ValueError, match="hidden_size 100 must split into num_heads=3 equal heads"):
         DefaultGRMConfig(hidden_size=100, num_heads=3)
     assert DefaultGRMConfig(stages="report, sft").selected() == ["sft", "report"]
+    with pytest.raises(ValueError, match="meta_rm_hidden_size must be 0 or a multiple of the GRM's head size 32"):
+        DefaultGRMConfig(hidden_size=128, num_heads=4, meta_rm_hidden_size=200)
 
 
 @pytest.mark.slow

@@ -5,18 +5,21 @@
 Stages, in order (with ``stages: all`` a stage whose work is recorded as finished in ``OUTPUT/status.json`` is
 skipped, so re-running the command resumes; stages named in ``stages`` always run, resuming what they can):
 
-1. ``data``: labelled examples of :mod:`grm.training.synthetic` for each training stage (distinct seeds) and the
-   held-out set (``heldout_seed``), as JSONL under ``OUTPUT/data``.
+1. ``data``: labelled examples of :mod:`grm.training.synthetic` for each training stage (distinct seeds), the
+   validation set (``validation_seed``: GRPO's learning curves, and what settings were chosen on) and the test set
+   (``test_seed``: the final numbers, used for nothing else), as JSONL under ``OUTPUT/data``.
 2. ``init``: a byte-level BPE tokenizer trained on the task's prompts and teacher judgements (the template's
    delimiters and the output format's headers are single tokens) and a small random Qwen2 model.
 3. ``sft``: SFT warm start on the rule-based teacher's traces, its errors included
    (:func:`grm.training.rft.train_sft`; config ``sft_config``).
 4. ``rft``: rejective fine-tuning from the SFT model (:func:`grm.training.rft.run_rft`; ``rft_config``).
-5. ``grpo``: rule-based online RL from the RFT model (:func:`grm.training.grpo.run_grpo`; ``grpo_config``).
+5. ``grpo``: rule-based online RL from the RFT model (:func:`grm.training.grpo.run_grpo`; ``grpo_config``), with
+   its learning curves on the validation set (``OUTPUT/grpo/curves.jsonl``).
 6. ``meta_rm``: judgements of the GRPO model labelled by correctness
-   (:func:`grm.training.meta_rm.build_dataset`), then BCE training from the GRPO model's weights
-   (:func:`grm.training.meta_rm.train`; ``meta_rm_config``).
-7. ``eval``: on the held-out set (``eval_examples`` items of 2-4 responses, the same items for every model),
+   (:func:`grm.training.meta_rm.build_dataset`), then training from the GRPO model's weights, or from a fresh
+   model of ``meta_rm_hidden_size`` x ``meta_rm_layers`` when set (:func:`grm.training.meta_rm.train`;
+   ``meta_rm_config``).
+7. ``eval``: on the test set (``eval_examples`` items of 2-4 responses, the same items for every model),
    greedy accuracy of the SFT, RFT and GRPO models, ``eval_stage_k`` samples per item of SFT and RFT, and
    ``eval_k`` of the shipped GRPO model (Voting@k, and MetaRM@k with its meta RM), and Voting@k of the teacher,
    through :func:`grm.eval.evaluate` (cached: an interrupted evaluation resumes). The report compares the stages
@@ -45,7 +48,7 @@ from typing import Any
 from grm.assets import write_grm_config
 from grm.prompts import PromptTemplate
 from grm.training import synthetic
-from grm.training.common import parse_config
+from grm.training.common import parse_config, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,8 @@ MODELS = ("sft", "rft", "grpo")
 SPLITS = ("sft", "rft", "grpo", "meta_rm")
 """Training data sets, one per stage; split ``s`` uses seed ``seed + SPLITS.index(s)``."""
 HELDOUT_RESPONSE_WEIGHTS = (0, 4, 3, 2)
-"""Held-out items have 2-4 responses (the training sets' mix without lone responses): accuracy is then the choice
-of the best response, which voting and the meta RM are for."""
+"""Validation and test items have 2-4 responses (the training sets' mix without lone responses): accuracy is then
+the choice of the best response, which voting and the meta RM are for."""
 EXTRA_TOKENS = (
     "[The Start of Query]\n",
     "[The End of Query]\n",
@@ -79,7 +82,10 @@ class DefaultGRMConfig:
     output_dir: str = field(default="runs/default_grm", metadata={"help": "Folder for all stages' outputs."})
     stages: str = field(default="all", metadata={"help": f"'all' or a comma-separated selection of {STAGES}."})
     seed: int = field(default=0, metadata={"help": "Seed of the training data (and of training)."})
-    heldout_seed: int = field(default=1000, metadata={"help": "Seed of the held-out evaluation set."})
+    validation_seed: int = field(
+        default=1000, metadata={"help": "Seed of the validation set (GRPO's curves; settings are chosen on it)."}
+    )
+    test_seed: int = field(default=31415, metadata={"help": "Seed of the test set (the final numbers only)."})
     teacher_error_rate: float = field(default=0.25, metadata={"help": "Probability a teacher judgement is wrong."})
     sft_examples: int = field(default=4000, metadata={"help": "Examples the teacher judges for the SFT set."})
     teacher_samples: int = field(default=1, metadata={"help": "Teacher judgements per SFT example."})
@@ -87,7 +93,12 @@ class DefaultGRMConfig:
     grpo_examples: int = field(default=200, metadata={"help": "Examples (prompts) for GRPO."})
     meta_rm_examples: int = field(default=300, metadata={"help": "Examples whose judgements train the meta RM."})
     meta_rm_k: int = field(default=8, metadata={"help": "Judgements sampled per meta RM example."})
-    eval_examples: int = field(default=1000, metadata={"help": "Held-out examples (2-4 responses each)."})
+    meta_rm_hidden_size: int = field(
+        default=0, metadata={"help": "0: the meta RM starts from the GRM's weights; N: from a fresh model this wide."}
+    )
+    meta_rm_layers: int = field(default=0, metadata={"help": "Layers of that fresh model (0: the GRM's)."})
+    validation_examples: int = field(default=1000, metadata={"help": "Validation examples (2-4 responses each)."})
+    eval_examples: int = field(default=1000, metadata={"help": "Test examples (2-4 responses each)."})
     eval_k: int = field(default=32, metadata={"help": "Judgements sampled per held-out example of the shipped model."})
     eval_stage_k: int = field(
         default=8, metadata={"help": "Judgements sampled per held-out example of the earlier stages (SFT, RFT)."}
@@ -129,6 +140,12 @@ class DefaultGRMConfig:
                 f"need eval_k >= 2, meta_rm_k >= 1, teacher_samples >= 1; got {self.eval_k}, {self.meta_rm_k}, "
                 f"{self.teacher_samples}"
             )
+        head = self.hidden_size // self.num_heads
+        if self.meta_rm_hidden_size < 0 or self.meta_rm_hidden_size % head or self.meta_rm_layers < 0:
+            raise ValueError(
+                f"meta_rm_hidden_size must be 0 or a multiple of the GRM's head size {head}, and meta_rm_layers >= 0; "
+                f"got {self.meta_rm_hidden_size}, {self.meta_rm_layers}"
+            )
         if not 1 <= self.eval_stage_k <= self.eval_k:
             raise ValueError(f"eval_stage_k must be in 1..eval_k={self.eval_k}, got {self.eval_stage_k}")
 
@@ -142,6 +159,8 @@ class DefaultGRMConfig:
 
 class Pipeline:
     """The stages of :class:`DefaultGRMConfig`, with their folders and the run's status file."""
+
+    stages, models, splits = STAGES, MODELS, SPLITS
 
     def __init__(self, config: DefaultGRMConfig) -> None:
         self.config = config
@@ -221,40 +240,48 @@ class Pipeline:
         sizes = {"sft": c.sft_examples, "rft": c.rft_examples, "grpo": c.grpo_examples, "meta_rm": c.meta_rm_examples}
         for i, split in enumerate(SPLITS):
             synthetic.write_examples(self.data(split), synthetic.make_examples(sizes[split], c.seed + i))
-        heldout = synthetic.make_examples(c.eval_examples, c.heldout_seed, response_weights=HELDOUT_RESPONSE_WEIGHTS)
-        synthetic.write_examples(self.data("heldout"), heldout)
+        for split, n, seed in (
+            ("validation", c.validation_examples, c.validation_seed),
+            ("test", c.eval_examples, c.test_seed),
+        ):
+            examples = synthetic.make_examples(n, seed, response_weights=HELDOUT_RESPONSE_WEIGHTS)
+            synthetic.write_examples(self.data(split), examples)
 
-    def stage_init(self) -> None:
+    def new_model(self, tokenizer: Any, hidden: int, layers: int, heads: int, intermediate: int, folder: Path):
+        """A random Qwen2 of this size for ``tokenizer``, saved with it in ``folder`` (seeded by ``seed``)."""
         import torch
         from transformers import AutoModelForCausalLM
 
-        from grm.tiny import build_tokenizer, qwen2_config, save
+        from grm.tiny import qwen2_config, save
+
+        config = qwen2_config(
+            len(tokenizer), hidden=hidden, layers=layers, heads=heads, max_positions=self.config.max_positions
+        )
+        config.intermediate_size = intermediate
+        config.eos_token_id, config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+        torch.manual_seed(self.config.seed)
+        model = AutoModelForCausalLM.from_config(config)
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        save(model, tokenizer, folder)
+        return model
+
+    def stage_init(self) -> None:
+        from grm.tiny import build_tokenizer
 
         c = self.config
         rows, _ = self.teacher_rows(synthetic.make_examples(2000, c.seed + len(SPLITS)), samples=1)
         texts = [m["content"] for row in rows for m in row["prompt"] + row["completion"]]
         tokenizer = build_tokenizer([*texts, "user assistant system"], vocab_size=c.vocab_size)
         tokenizer.add_tokens(list(EXTRA_TOKENS))
-        config = qwen2_config(
-            len(tokenizer),
-            hidden=c.hidden_size,
-            layers=c.num_layers,
-            heads=c.num_heads,
-            max_positions=c.max_positions,
-        )
-        config.intermediate_size = c.intermediate_size
-        config.eos_token_id, config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-        torch.manual_seed(c.seed)
-        model = AutoModelForCausalLM.from_config(config)
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
         longest = max(len(tokenizer(row["completion"][0]["content"])["input_ids"]) for row in rows)
         if longest >= c.max_new_tokens:
             raise ValueError(
                 f"max_new_tokens={c.max_new_tokens} cuts off the teacher's longest judgements ({longest} tokens): "
                 f"the model could never finish them; raise it above {longest}"
             )
-        save(model, tokenizer, self.model("init"))
+        size = (c.hidden_size, c.num_layers, c.num_heads, c.intermediate_size)
+        model = self.new_model(tokenizer, *size, self.model("init"))
         write_grm_config(
             self.model("init"),
             self.template.source,
@@ -291,7 +318,7 @@ class Pipeline:
         from grm.jsonl import JsonlWriter
         from grm.training.rft import RFTConfig, train_sft
 
-        examples = [synthetic.SyntheticExample(**row) for row in _read_jsonl(self.data("sft"))]
+        examples = [synthetic.SyntheticExample(**row) for row in read_jsonl(self.data("sft"))]
         rows, accuracy = self.teacher_rows(examples, samples=self.config.teacher_samples)
         path = self.out / "sft_data" / "sft.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,24 +354,31 @@ class Pipeline:
         )
         run_rft(config)
 
-    def stage_grpo(self) -> None:
-        from grm.training.grpo import SPCTGRPOConfig, run_grpo
+    def grpo_stage_config(self):
+        """The GRPO stage's :class:`~grm.training.grpo.SPCTGRPOConfig`: ``grpo_config`` with the pipeline's paths
+        (its curves on the validation set)."""
+        from grm.training.grpo import SPCTGRPOConfig
 
-        config = self.stage_config(
+        return self.stage_config(
             SPCTGRPOConfig,
             self.config.grpo_config,
             model_name_or_path=str(self.model("rft")),
             data_path=str(self.data("grpo")),
             output_dir=str(self.model("grpo")),
             max_completion_length=self.config.max_new_tokens,
+            curve_data=str(self.data("validation")),
             seed=self.config.seed,
         )
-        run_grpo(config)
+
+    def stage_grpo(self) -> None:
+        from grm.training.grpo import run_grpo
+
+        run_grpo(self.grpo_stage_config())
 
     def stage_meta_rm(self) -> None:
         from grm.training.meta_rm import MetaRMConfig, build_dataset, train
 
-        examples = [synthetic.SyntheticExample(**row) for row in _read_jsonl(self.data("meta_rm"))]
+        examples = [synthetic.SyntheticExample(**row) for row in read_jsonl(self.data("meta_rm"))]
         path = self.out / "meta_rm_data" / "judgements.jsonl"
         build_dataset(
             self.load_grm("grpo"),
@@ -357,7 +391,7 @@ class Pipeline:
         config = self.stage_config(
             MetaRMConfig,
             self.config.meta_rm_config,
-            model_name_or_path=str(self.model("grpo")),
+            model_name_or_path=str(self.meta_rm_start()),
             train_file=str(path),
             output_dir=str(self.model("meta_rm")),
             template=synthetic.TEMPLATE,
@@ -365,6 +399,21 @@ class Pipeline:
             seed=self.config.seed,
         )
         train(config)
+
+    def meta_rm_start(self) -> Path:
+        """The model the meta RM starts from: the GRPO model, or with ``meta_rm_hidden_size`` a fresh model of that
+        width (heads of the GRM's head size, ``meta_rm_layers`` layers) on the GRM's tokenizer, in ``meta_rm_init``."""
+        from transformers import AutoTokenizer
+
+        c = self.config
+        if not c.meta_rm_hidden_size:
+            return self.model("grpo")
+        head = c.hidden_size // c.num_heads
+        size = (c.meta_rm_hidden_size, c.meta_rm_layers or c.num_layers, c.meta_rm_hidden_size // head)
+        tokenizer = AutoTokenizer.from_pretrained(self.model("grpo"))
+        model = self.new_model(tokenizer, *size, 3 * c.meta_rm_hidden_size, self.model("meta_rm_init"))
+        logger.info("meta RM: a fresh model of %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
+        return self.model("meta_rm_init")
 
     def eval_k(self, name: str) -> int:
         """Judgements sampled per held-out item of a model: ``eval_k`` for the shipped one, else ``eval_stage_k``."""
@@ -376,9 +425,9 @@ class Pipeline:
         from grm.model import GRM
 
         c = self.config
-        data = self.data("heldout")
+        data = self.data("test")
         meta = MetaRM.from_pretrained(self.model("meta_rm"), batch_size=c.batch_size, progress=False)
-        common = dict(seed=c.heldout_seed, draws=c.eval_draws, n_bootstrap=c.eval_bootstrap, chunk_size=256)
+        common = dict(seed=c.test_seed, draws=c.eval_draws, n_bootstrap=c.eval_bootstrap, chunk_size=256)
         for name in MODELS:
             rm = self.load_grm(name)
             greedy = evaluate("synthetic", data, rm, k=1, cache=self.eval_dir(name, "greedy") / "cache.jsonl", **common)
@@ -392,7 +441,7 @@ class Pipeline:
             logger.info(
                 "%s: greedy %.3f, Voting@%d %.3f", name, greedy.headline, k, sampled.scores["voting"]["overall"]
             )
-        teacher = GRM(synthetic.Teacher(c.teacher_error_rate, c.heldout_seed), self.template)
+        teacher = GRM(synthetic.Teacher(c.teacher_error_rate, c.test_seed), self.template)
         result = evaluate("synthetic", data, teacher, k=c.eval_k, progress=False, **common)
         write_report(result, self.eval_dir("teacher", "sampled"))
 
@@ -412,17 +461,6 @@ class Pipeline:
                     shutil.copy2(f, dest / f.name)
             size = sum(f.stat().st_size for f in dest.iterdir())
             logger.info("shipped %s to %s (%.1f MB)", source, dest, size / 1e6)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    from grm.jsonl import read_rows
-
-    rows = []
-    for _, row, error in read_rows(path):
-        if row is None:
-            raise ValueError(f"{path}: {error}")
-        rows.append(row)
-    return rows
 
 
 def run(config: DefaultGRMConfig) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The report of a ``grm train default-grm`` run: ``default_grm.md`` and ``default_grm.png``.
 
-Everything in it is read from the run's folder (evaluation results, training statistics, stage timings), so
-``grm train default-grm --config ... --stages report`` rewrites it without training or evaluating anything.
+Everything in it is read from the run's folder (evaluation results, training statistics, learning curves, stage
+timings), so ``grm train default-grm --config ... --stages report`` rewrites it without training or evaluating
+anything. The pipeline (:mod:`grm.training.default_grm`) calls this module, never the other way round: what the
+report needs of a run comes with the ``pipeline`` object it is given.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from grm.metrics import Estimate, mean_interval, paired_difference
-from grm.rule import best_index
 from grm.scoring import SAMPLING_TEMPERATURE
+from grm.training.common import read_jsonl
+from grm.training.curves import vote_accuracy
 from grm.training.synthetic import KINDS
 
-if TYPE_CHECKING:
-    from grm.training.default_grm import Pipeline
+Pipeline = Any
+"""A :class:`grm.training.default_grm.Pipeline` (its folders, config, status and stage names)."""
 
 NAMES = {"teacher": "teacher (rule-based)", "sft": "SFT", "rft": "SFT + RFT", "grpo": "SFT + RFT + GRPO (shipped)"}
 COLORS = {"teacher": "0.6", "sft": "tab:blue", "rft": "tab:orange", "grpo": "tab:green"}
@@ -31,11 +34,9 @@ ATTEMPTS = "default_grm_attempts.md"
 
 def write(pipeline: Pipeline, report_dir: Path) -> Path:
     """Write ``default_grm.md`` and ``default_grm.png`` into ``report_dir``; return the markdown's path."""
-    from grm.training.default_grm import MODELS
-
     report_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name in ("teacher", *MODELS):
+    for name in ("teacher", *pipeline.models):
         results[name] = {"sampled": _load(pipeline.eval_dir(name, "sampled"))}
         if name != "teacher":
             results[name]["greedy"] = _load(pipeline.eval_dir(name, "greedy"))
@@ -48,8 +49,8 @@ def write(pipeline: Pipeline, report_dir: Path) -> Path:
 
 
 def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
-    """Per model, per measure (``greedy``, ``Voting@k``, ``MetaRM@k``), each held-out item's accuracy, in the
-    held-out file's order: the same items for every model, so stages compare item by item.
+    """Per model, per measure (``greedy``, ``Voting@k``, ``MetaRM@k``), each test item's accuracy, in the
+    test file's order: the same items for every model, so stages compare item by item.
 
     An item's votes are the sums of its judgements' scores; it is worth 1 when the right response alone has the
     most, ``1/t`` when it ties with ``t - 1`` others (a coin toss), else 0. Voting@k of a model with ``K`` samples
@@ -58,16 +59,15 @@ def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
     (:func:`grm.training.synthetic.contradicts`; all of them when every one does): a selection rule a meta RM could
     learn, as a yardstick.
     """
-    from grm.training.default_grm import MODELS, _read_jsonl
     from grm.training.synthetic import contradicts
 
-    truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
+    truth = {row["id"]: row["truth"] for row in read_jsonl(pipeline.data("test"))}
     out: dict[str, dict[str, np.ndarray]] = {}
-    for name in MODELS:
+    for name in pipeline.models:
         greedy = _cached(pipeline.eval_dir(name, "greedy") / "cache.jsonl")
         sampled = _cached(pipeline.eval_dir(name, "sampled") / "cache.jsonl")
         values: dict[str, list[float]] = {
-            "greedy": [_vote([j["scores"] for j in greedy[i]["judgements"]], t) for i, t in truth.items()]
+            "greedy": [vote_accuracy([j["scores"] for j in greedy[i]["judgements"]], t) for i, t in truth.items()]
         }
         n = pipeline.eval_k(name)
         meta = all(sampled[i].get("meta_scores") for i in truth)
@@ -98,17 +98,7 @@ def _cached(path: Path) -> dict[str, dict[str, Any]]:
 
 def _mean_vote(scores: list[list[float] | None], runs: list[Any], truth: list[float]) -> float:
     """The mean worth of the votes of each run (a sequence of sample numbers into ``scores``)."""
-    return float(np.mean([_vote([scores[s] for s in run], truth) for run in runs]))
-
-
-def _vote(judged: list[list[float] | None], truth: list[float]) -> float:
-    """Worth of the summed votes of ``judged`` (scores in the item's order; None: unreadable) against ``truth``."""
-    totals = np.zeros(len(truth))
-    for scores in judged:
-        if scores is not None and len(scores) == len(truth):
-            totals += np.asarray(scores, dtype=float)
-    tied = np.flatnonzero(totals == totals.max())
-    return 1.0 / len(tied) if best_index(truth) in tied else 0.0
+    return float(np.mean([vote_accuracy([scores[s] for s in run], truth) for run in runs]))
 
 
 def _load(folder: Path) -> dict[str, Any]:
@@ -150,8 +140,8 @@ def _plot(results: dict[str, dict[str, Any]], path: Path, k_max: int) -> None:
     ax.set_xticks([k for k in TABLE_K if k <= k_max])
     ax.set_xticklabels([str(k) for k in TABLE_K if k <= k_max])
     ax.set_xlabel("k (judgements sampled per item)")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title("Default GRM on the synthetic task (held-out seed)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Default GRM on the synthetic task (test seed)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -165,14 +155,13 @@ def _markdown(
     plot_name: str,
     attempts: bool,
 ) -> str:
-    from grm.training.default_grm import MODELS, STAGES
-
+    models, stages = pipeline.models, pipeline.stages
     c = pipeline.config
     status = pipeline.status()
     init = json.loads((pipeline.model("init") / "config.json").read_text(encoding="utf-8"))
     n_params = _param_count(pipeline.model("grpo"))
-    boot = {"n_bootstrap": max(c.eval_bootstrap, 1), "seed": c.heldout_seed}
-    n_items = len(values[MODELS[-1]]["greedy"])
+    boot = {"n_bootstrap": max(c.eval_bootstrap, 1), "seed": c.test_seed}
+    n_items = len(values[models[-1]]["greedy"])
     lines = [
         "# The default GRM: trained from scratch with grm's SPCT pipeline on a CPU",
         "",
@@ -185,9 +174,11 @@ def _markdown(
         f"{_pct(c.teacher_error_rate)}% of its judgements by construction. **Model**: a Qwen2 with "
         f"{init['num_hidden_layers']} layers, hidden size {init['hidden_size']}, "
         f"{init['num_attention_heads']} attention heads, {init['vocab_size']} tokens "
-        f"(own BPE tokenizer), {n_params / 1e6:.2f}M parameters. **Held out**: {n_items} items of 2-4 responses, "
-        f"seed {c.heldout_seed} (training used seeds {c.seed}..{c.seed + 4}), the same items for every model; "
-        f"{_overlap(pipeline)}",
+        f"(own BPE tokenizer), {n_params / 1e6:.2f}M parameters. **Test set**: {n_items} items of 2-4 responses, "
+        f"seed {c.test_seed}, drawn once and used for the numbers of this report only, the same items for every "
+        f"model (training used seeds {c.seed}..{c.seed + 4}); {_overlap(pipeline)} **Validation set**: seed "
+        f"{c.validation_seed}, on which the settings were chosen (GRPO's learning curves below, and the attempts "
+        "record).",
         "",
         "Accuracy: an item is right when the right response alone has the most votes (the sum of its judgements' "
         "scores); a tie among t responses counts 1/t. Greedy is one judgement at temperature 0. Voting@k is the "
@@ -198,15 +189,15 @@ def _markdown(
         f"({max(c.eval_bootstrap, 1)} resamples); a difference between two models is measured on the same items "
         "(paired bootstrap) and called significant when its interval excludes 0.",
         "",
-        *_shape(values, c.eval_k, c.eval_stage_k, boot, _parse_failure_share(results[MODELS[-1]])),
+        *_shape(values, c.eval_k, c.eval_stage_k, boot, _parse_failure_share(results[models[-1]])),
         "",
-        "## Results (held-out accuracy, %, with 95% intervals)",
+        "## Results (test accuracy, %, with 95% intervals)",
         "",
     ]
     measures = ["greedy", *(f"Voting@{k}" for k in TABLE_K), *(f"MetaRM@{k}" for k in TABLE_K)]
     measures = [m for m in measures if any(m in v for v in values.values())]
     lines += ["| model | " + " | ".join(measures) + " | parse failures (sampled) |", "|---" * (len(measures) + 2) + "|"]
-    for name in MODELS:
+    for name in models:
         cells = [_with_interval(mean_interval(values[name][m], **boot)) if m in values[name] else "" for m in measures]
         lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + f" | {_failures(results[name]['sampled'])} |")
     teacher = _curve(results["teacher"]["sampled"], "voting")
@@ -251,13 +242,14 @@ def _markdown(
             "",
         ]
     lines += ["## Training", "", *_training(pipeline), ""]
+    lines += _curves(pipeline)
     lines += [
         "## Time (wall clock, this machine)",
         "",
         f"| stage | seconds | load ({os.cpu_count()} cores; 15-min load average at the stage's end) |",
         "|---|---|---|",
     ]
-    timed = [s for s in STAGES[: STAGES.index("eval") + 1] if s in status]  # report and ship take no time
+    timed = [s for s in stages[: stages.index("eval") + 1] if s in status]  # report and ship take no time
     for stage in timed:
         lines.append(f"| {stage} | {status[stage].get('seconds', 'n/a')} | {status[stage].get('load', 'n/a')} |")
     total = sum(status[s].get("seconds", 0) for s in timed)
@@ -287,16 +279,14 @@ def _failures(result: dict[str, Any]) -> str:
 
 
 def _overlap(pipeline: Pipeline) -> str:
-    """How many held-out questions also occur, word for word, in a training set."""
-    from grm.training.default_grm import SPLITS, _read_jsonl
-
-    seen = {row["query"] for split in SPLITS for row in _read_jsonl(pipeline.data(split))}
-    held = _read_jsonl(pipeline.data("heldout"))
+    """How many test questions also occur, word for word, in a training set."""
+    seen = {row["query"] for split in pipeline.splits for row in read_jsonl(pipeline.data(split))}
+    held = read_jsonl(pipeline.data("test"))
     by_kind = {kind: [r["query"] in seen for r in held if r["kind"] == kind] for kind in KINDS}
     parts = [f"{kind} {_pct(sum(v) / len(v))}%" for kind, v in by_kind.items() if v]
     total = sum(sum(v) for v in by_kind.values()) / max(len(held), 1)
     return (
-        f"{_pct(total)}% of the held-out questions also occur in the training data ({', '.join(parts)}; the "
+        f"{_pct(total)}% of the test questions also occur in the training data ({', '.join(parts)}; the "
         "candidate answers, their number and order are drawn afresh, and there are only 54 conversion questions)."
     )
 
@@ -312,7 +302,7 @@ def _findings(pipeline: Pipeline, values: dict[str, dict[str, np.ndarray]], boot
     pooled, within, mixed = _meta_discrimination(pipeline, "grpo")
     if mixed:
         out.append(
-            f"- The meta RM on the shipped model's held-out samples: AUC {pooled:.2f} over all judgements pooled, "
+            f"- The meta RM on the shipped model's test samples: AUC {pooled:.2f} over all judgements pooled, "
             f"{within:.2f} within an item (mean over the {mixed} items with both correct and incorrect judgements). "
             "MetaRM@k chooses among one item's judgements, so the within-item figure is the one that counts: a "
             "pooled AUC well above it means the meta RM learned which questions are hard more than which judgement "
@@ -420,7 +410,7 @@ def _parse_failure_share(result: dict[str, Any]) -> float:
 
 
 def _contradictions(pipeline: Pipeline, name: str) -> float | None:
-    """Share of a model's sampled held-out judgements whose analysis contradicts their scores (None: no samples)."""
+    """Share of a model's sampled test judgements whose analysis contradicts their scores (None: no samples)."""
     from grm.training.synthetic import contradicts
 
     flags = []
@@ -432,12 +422,11 @@ def _contradictions(pipeline: Pipeline, name: str) -> float | None:
 
 
 def _judged_samples(pipeline: Pipeline, name: str) -> list[tuple[list[float], list[float] | None]]:
-    """Per held-out item, a model's sampled judgements labelled 1.0 (correct by SPCT's rule) or 0.0, and the meta
+    """Per test item, a model's sampled judgements labelled 1.0 (correct by SPCT's rule) or 0.0, and the meta
     RM's scores of them (None when the evaluation had no meta RM)."""
-    from grm.training.default_grm import _read_jsonl
     from grm.training.rewards import is_correct
 
-    truth = {row["id"]: row["truth"] for row in _read_jsonl(pipeline.data("heldout"))}
+    truth = {row["id"]: row["truth"] for row in read_jsonl(pipeline.data("test"))}
     out = []
     for item, reward in _cached(pipeline.eval_dir(name, "sampled") / "cache.jsonl").items():
         if item in truth:
@@ -447,7 +436,7 @@ def _judged_samples(pipeline: Pipeline, name: str) -> list[tuple[list[float], li
 
 
 def _sample_accuracy(pipeline: Pipeline, name: str) -> tuple[float, float]:
-    """Share of a model's sampled held-out judgements that are correct (SPCT's rule), and share of items on which
+    """Share of a model's sampled test judgements that are correct (SPCT's rule), and share of items on which
     more than half of them are."""
     shares = [sum(labels) / len(labels) for labels, _ in _judged_samples(pipeline, name)]
     if not shares:
@@ -456,7 +445,7 @@ def _sample_accuracy(pipeline: Pipeline, name: str) -> tuple[float, float]:
 
 
 def _meta_discrimination(pipeline: Pipeline, name: str) -> tuple[float, float, int]:
-    """The meta RM's ROC-AUC on a model's sampled held-out judgements: pooled, the mean within items, and how many
+    """The meta RM's ROC-AUC on a model's sampled test judgements: pooled, the mean within items, and how many
     items have both correct and incorrect judgements (0: nothing to measure)."""
     from grm.metrics import roc_auc
 
@@ -509,16 +498,56 @@ def _training(pipeline: Pipeline) -> list[str]:
     meta_data = pipeline.out / "meta_rm_data" / "judgements.jsonl"
     meta_eval = pipeline.model("meta_rm") / "eval_results.json"
     if meta_data.is_file() and meta_eval.is_file():
-        from grm.training.default_grm import _read_jsonl
-
-        rows = _read_jsonl(meta_data)
+        rows = read_jsonl(meta_data)
         m = json.loads(meta_eval.read_text(encoding="utf-8"))
         out.append(
             f"- Meta RM: {len(rows)} judgements of the GRPO model ({_pct(sum(r['label'] for r in rows) / len(rows))}%"
-            f" correct); on its held-out examples AUC {m['eval_auc']:.3f} pooled, "
-            f"{m.get('eval_within_auc', math.nan):.3f} within an example, accuracy {_pct(m['eval_accuracy'])}%."
+            f" correct); on its own held-out split of them AUC {_auc(m.get('eval_auc'))} pooled, "
+            f"{_auc(m.get('eval_within_auc'))} within an example, accuracy {_pct(m['eval_accuracy'])}%."
         )
     return out
+
+
+def _curves(pipeline: Pipeline) -> list[str]:
+    """GRPO's learning curves on the validation set (``grpo/curves.jsonl``), with the mean reward TRL logged on the
+    training prompts between two points."""
+    path = pipeline.model("grpo") / "curves.jsonl"
+    if not path.is_file():
+        return []
+    points = sorted(read_jsonl(path), key=lambda r: r["step"])
+    key = "rewards/spct_reward/mean"
+    logged = [(h["step"], h[key]) for h in _trainer_state(pipeline.model("grpo")) if h.get(key) is not None]
+    grpo = pipeline.grpo_stage_config()
+    k = grpo.curve_k
+    out = [
+        "## GRPO's learning curves (validation set, not the test set)",
+        "",
+        f"Every point measures the model in training on the first {grpo.curve_examples} validation items "
+        f"(seed {pipeline.config.validation_seed}), the same items and seed at every point: the mean rule reward of "
+        f"{k} sampled judgements per item (+1 correct, -1 not; temperature {SAMPLING_TEMPERATURE}) and the accuracy. "
+        "The training prompts' reward is TRL's log of the judgements GRPO sampled since the previous point (at "
+        f"GRPO's temperature, {grpo.temperature}).",
+        "",
+        f"| step | rule reward, validation | rule reward, training prompts | greedy | Voting@1 | Voting@{k} |",
+        "|---|---|---|---|---|---|",
+    ]
+    previous = -1
+    for p in points:
+        window = [r for step, r in logged if previous < step <= p["step"]]
+        train = f"{sum(window) / len(window):+.3f}" if window else ""
+        out.append(
+            f"| {p['step']} | {p['heldout_reward']:+.3f} | {train} | {_pct(p['greedy'])} | {_pct(p['voting@1'])} | "
+            f"{_pct(p[f'voting@{k}'])} |"
+        )
+        previous = p["step"]
+    return [*out, ""]
+
+
+def _auc(value: float | None) -> str:
+    """An AUC, or why there is none (it needs both correct and incorrect judgements)."""
+    if value is None or math.isnan(value):
+        return "n/a (no held-out example with both correct and incorrect judgements)"
+    return f"{value:.3f}"
 
 
 def _faithful_share(sft_set: Path) -> float:
