@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from grm import GRM, Example
-from grm.training.curves import CurveCallback, measure, vote_accuracy
+from grm.training.curves import CurveCallback, measure, table, vote_accuracy
 from helpers import ScriptedBackend, judge_by
 
 EXAMPLES = [
@@ -72,3 +72,8 @@ def test_the_callback_writes_a_row_per_step_once_and_restores_the_mode(tmp_path)
     assert callback.point(4, model) is None and len(path.read_text().splitlines()) == 4  # a resumed run goes on
     with pytest.raises(ValueError, match="every must be >= 1"):
         CurveCallback(path, make_grm, EXAMPLES, [], every=0)
+    lines = table([tmp_path]).splitlines()  # python -m grm.training.curves RUN...: a sweep's curves side by side
+    assert lines[0] == "| run | step | heldout_reward | train_reward | greedy | voting@1 | voting@2 |"
+    assert len(lines) == 2 + 4 and lines[2].startswith(f"| {tmp_path.name} | 0 | -0.333 | +1.000 | 50.0 |")
+    with pytest.raises(ValueError, match="no curves.jsonl"):
+        table([tmp_path / "elsewhere"])

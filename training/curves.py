@@ -78,9 +78,8 @@ def measure(
         out[f"voting@{size}"] = sum(worth) / len(worth)
     if greedy:
         best = rm.score_batch(examples, ScoringOptions(k=1, seed=seed, temperature=0.0), keys=keys)
-        out["greedy"] = sum(vote_accuracy([r.judgements[0].scores], e.truth) for r, e in zip(best, examples)) / len(
-            examples
-        )
+        accuracy = sum(vote_accuracy([r.judgements[0].scores], e.truth) for r, e in zip(best, examples))
+        out = {"greedy": accuracy / len(examples)} | out
     return out
 
 
@@ -139,3 +138,31 @@ class CurveCallback(TrainerCallback):
             writer.write(row)
         logger.info("curve: %s", {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()})
         return row
+
+
+def table(runs: Sequence[str | Path]) -> str:
+    """The curves of training runs (folders holding ``curves.jsonl``) as one markdown table, a row per point."""
+    out = []
+    for run in runs:
+        rows = sorted(load_finished(Path(run) / "curves.jsonl", "step").values(), key=lambda r: r["step"])
+        if not rows:
+            raise ValueError(f"{run}: no curves.jsonl (train with curve_every > 0)")
+        if not out:
+            keys = [key for key in rows[0] if key not in ("step", "seconds")]
+            out += ["| run | step | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+        for r in rows:
+            cells = [_cell(key, r.get(key)) for key in keys]
+            out.append(f"| {Path(run).name} | {r['step']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _cell(key: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.3f}" if "reward" in key else f"{100 * value:.1f}"
+
+
+if __name__ == "__main__":  # python -m grm.training.curves RUN_DIR... : the runs' curves as a markdown table
+    import sys
+
+    print(table(sys.argv[1:]))
