@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from grm.eval.base import EvalItem
 from grm.eval.metrics import Judged, average_ranks, bootstrap_intervals, nanmean, ranges
 from grm.eval.scoring import is_grm, judge, mean_scores
 from grm.jsonl import JsonlWriter, load_finished
+from grm.progress import progress_bar
 from grm.scoring import JudgementRater, ScoringOptions, resolve_options
 from grm.seeding import random_seed
 from grm.types import Reward
@@ -194,7 +194,7 @@ class Rescorer:
         writer = JsonlWriter(self.cache) if self.cache is not None and todo else None
         quiet = not self.progress or not todo
         try:
-            with tqdm(total=len(todo), desc=f"diagnose {what}", unit="item", disable=quiet) as bar:
+            with progress_bar(total=len(todo), desc=f"diagnose {what}", unit="item", progress=not quiet) as bar:
                 for start in range(0, len(todo), self.chunk_size):
                     chunk = todo[start : start + self.chunk_size]
                     items, keys = [item for _, item in chunk], [key for key, _ in chunk]

@@ -13,8 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
-
+from grm.progress import progress_bar
 from grm.prompts import PromptTemplate
 from grm.types import Judgement, Message, normalize_responses
 
@@ -180,7 +179,9 @@ class MetaRM:
             )
         out: list[list[float]] = [[0.0] * len(judgements) for _, _, judgements in entries]
         inputs.sort(key=lambda x: len(x[2]))
-        with tqdm(total=len(inputs), desc="meta RM", unit="seq", disable=not self.progress or not inputs) as bar:
+        with progress_bar(
+            total=len(inputs), desc="meta RM", unit="seq", progress=self.progress and bool(inputs)
+        ) as bar:
             for start in range(0, len(inputs), self.batch_size):
                 chunk = inputs[start : start + self.batch_size]
                 for (e, j, _), logit in zip(chunk, self._forward([ids for _, _, ids in chunk])):

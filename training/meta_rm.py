@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import TrainingArguments
 
 from grm.jsonl import JsonlWriter, load_finished
 from grm.meta_rm import META_RM_TEMPLATE_FILE, build_messages, encode, ensure_pad_id, load_template, pad
 from grm.metrics import roc_auc
+from grm.progress import progress_bar
 from grm.rule import best_index, is_correct
 from grm.scoring import ScoringOptions, resolve_options
 from grm.seeding import seeded_rng
@@ -127,7 +127,10 @@ def build_dataset(
         pending.clear()
 
     total = len(examples) if isinstance(examples, Sequence) else None
-    with JsonlWriter(output) as writer, tqdm(total=total, desc="meta RM data", unit="example") as bar:
+    with (
+        JsonlWriter(output) as writer,
+        progress_bar(total=total, desc="meta RM data", unit="example", leave=True) as bar,
+    ):
         for index, example in enumerate(examples):
             missing = [s for s in range(k) if s not in have.get(index, ())]
             if not missing:

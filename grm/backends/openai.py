@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from tqdm.auto import tqdm
 
 from grm.backends.base import BackendUnavailableError, Completion, GenerationRequest
+from grm.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,9 @@ class OpenAIBackend:
     async def agenerate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         """All requests concurrently (bounded by ``max_concurrency``); one list of ``n`` completions per request."""
         client, _ = self._state()
-        with tqdm(total=len(requests), desc="generate", unit="req", disable=not self.progress or not requests) as bar:
+        with progress_bar(
+            total=len(requests), desc="generate", unit="req", progress=self.progress and bool(requests)
+        ) as bar:
 
             async def one(req: GenerationRequest) -> list[Completion] | _Failure:
                 try:

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from grm.backends.base import Completion, GenerationRequest, Sampling
 from grm.escaping import ControlTokens
+from grm.progress import progress_bar
 from grm.seeding import random_seed
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class TransformersBackend:
                 seed = random_seed() if s.seed is None else s.seed
                 rows[key].extend((i, ids, [j], seed + j) for j in range(req.n))
         total = sum(len(v) for v in rows.values())
-        with tqdm(total=total, desc="generate", unit="seq", disable=not self.progress or total == 0) as bar:
+        with progress_bar(total=total, desc="generate", unit="seq", progress=self.progress and total > 0) as bar:
             for (temperature, top_p, limit, stop), group in rows.items():
                 group.sort(key=lambda r: len(r[1]))
                 sampling = Sampling(temperature, limit, top_p, None, stop)
