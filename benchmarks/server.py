@@ -9,9 +9,12 @@ concurrent clients each send ``--requests`` /score requests.
 script that sleeps as a batched engine computes: ``--call-ms`` per engine call plus ``--sample-ms`` per judgement,
 and answers a valid judgement), so the numbers measure the server's scheduling, not the machine's load. It times a
 small ``/score`` alone, then the same small ``/score`` sent 1 s after a ``--items``-item OpenRLHF ``/get_reward``,
-then sent 0.2 s after a ``/score`` whose response is ``--big-mb`` MB of text (JSON parsing, checks and rendering).
-With ``--baseline REV`` the same measurements run, alternating, on the server code of git revision REV (its
-``grm`` package extracted to a temporary folder) and on the working tree, each in a fresh process.
+then sent 0.2 s after a ``/score`` whose response is ``--big-mb`` MB of text (JSON parsing, checks and rendering),
+and the longest of ``GET /health`` requests sent one after another during the big ``/score`` (how long the event loop
+is held).
+With ``--baseline REV`` the same measurements run, alternating, with the server code of git revision REV (on a copy
+of the working tree's scoring core, so that only the server differs) and with the working tree's, each in a fresh
+process.
 
     python benchmarks/server.py batching [--clients 16] [--requests 4] [--max-new-tokens 32] [--rounds 2]
     python benchmarks/server.py head-of-line [--items 1024] [--baseline 842df15] [--rounds 2]
@@ -24,6 +27,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -130,6 +134,12 @@ async def timed_post(client: httpx.AsyncClient, path: str, body: dict | bytes) -
     return time.perf_counter() - t
 
 
+async def timed_health(client: httpx.AsyncClient) -> float:
+    t = time.perf_counter()
+    (await client.get("/health")).raise_for_status()
+    return time.perf_counter() - t
+
+
 async def behind(url: str, first: dict | bytes, path: str, delay: float) -> tuple[float, float]:
     """(latency of SMALL sent ``delay`` s after ``first`` was posted to ``path``, latency of ``first``)."""
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
@@ -137,6 +147,18 @@ async def behind(url: str, first: dict | bytes, path: str, delay: float) -> tupl
         await asyncio.sleep(delay)
         small = await timed_post(client, "/score", SMALL)
         return small, await big
+
+
+async def longest_health(url: str, first: bytes) -> float:
+    """The longest of the GET /health requests sent one after another while ``first`` is posted to /score and
+    scored: how long the event loop was held at most."""
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        big = asyncio.ensure_future(timed_post(client, "/score", first))
+        longest = 0.0
+        while not big.done():
+            longest = max(longest, await timed_health(client))
+        await big
+        return longest
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -159,6 +181,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         out = {"alone_s": asyncio.run(alone())}
         out["behind_reward_s"], out["reward_s"] = asyncio.run(behind(url, reward, "/get_reward", 1.0))
         out["behind_big_body_s"], out["big_body_s"] = asyncio.run(behind(url, big_body, "/score", 0.2))
+        out["health_during_big_body_s"] = asyncio.run(longest_health(url, big_body))
         return out
     finally:
         server.should_exit = True
@@ -166,13 +189,21 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 
 
 def extract(revision: str) -> Path:
-    """The ``grm`` package of ``revision`` (its templates included) in a temporary folder, importable from there."""
-    folder = Path(tempfile.mkdtemp(prefix=f"grm-{revision}-"))
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "grm", "prompts"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    (folder / "prompts").rename(folder / "grm" / "templates")
+    """A copy of the working tree's ``grm`` package (its templates included) whose server is the one of git revision
+    ``revision``, in a temporary folder to import from: the old server on today's scoring core, so that the
+    comparison measures the server alone."""
+    folder = Path(tempfile.mkdtemp(prefix=f"grm-server-{revision}-"))
+    shutil.copytree(ROOT / "grm", folder / "grm", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "prompts", folder / "grm" / "templates", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(folder / "grm" / "server")
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", revision, "grm/server", "grm/server.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, *listed], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
 
 
@@ -205,6 +236,7 @@ def head_of_line(args: argparse.Namespace) -> None:
         (f"  (the {args.items}-item /get_reward itself)", "reward_s"),
         (f"small /score 0.2 s after a {args.big_mb:g} MB /score", "behind_big_body_s"),
         (f"  (the {args.big_mb:g} MB /score itself)", "big_body_s"),
+        (f"longest GET /health during a {args.big_mb:g} MB /score", "health_during_big_body_s"),
     ]
     names = list(codes)
     engine = f"{args.call_ms:g} ms/call + {args.sample_ms:g} ms/judgement"

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from grm.backends import BackendUnavailableError
@@ -32,11 +32,16 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
+def render(content: Any) -> bytes:
+    """``content`` in standard JSON (NaN -> null, see :func:`grm.jsonl.dumps`), UTF-8 encoded."""
+    return dumps(content).encode("utf-8")
+
+
 class JSON(JSONResponse):
-    """A JSON response in standard JSON (NaN -> null, see :func:`grm.jsonl.dumps`), never failing to render."""
+    """A JSON response rendered by :func:`render`."""
 
     def render(self, content: Any) -> bytes:
-        return dumps(content).encode("utf-8")
+        return render(content)
 
 
 def error(status: int, message: str) -> JSON:
@@ -92,16 +97,17 @@ async def while_connected(request: Request, work: Awaitable[dict[str, Any]]) -> 
     return task.result()
 
 
-async def answer(service: RewardService, request: Request, handle: Handler) -> JSON:
+async def answer(service: RewardService, request: Request, handle: Handler) -> Response:
     """Check the key, read the body, take a place in flight and run ``handle(body)``, turning every failure into a
     JSON error response (so that the connection stays usable)."""
     key = service.config.api_key
     if key is not None and not hmac.compare_digest(api_key(request).encode(), key.encode()):
         return error(401, "missing or wrong API key (send 'Authorization: Bearer KEY')")
     try:
-        body = parse_body(await read_body(request, service.config))
+        body = await service.offload(parse_body, await read_body(request, service.config))
         with service.admit():
-            return JSON(await while_connected(request, handle(body)))
+            result = await while_connected(request, handle(body))
+        return Response(await service.offload(render, result), media_type="application/json")
     except BadRequest as e:
         return error(e.status, str(e))
     except ClientGone:
@@ -122,19 +128,20 @@ def create_app(rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRa
         service.batcher.start()
         yield
         await service.batcher.stop()
+        service.close()
 
     app = FastAPI(title="grm reward server", lifespan=lifespan)
     app.state.service = service
 
     @app.post("/score")
-    async def score(request: Request) -> JSON:
+    async def score(request: Request) -> Response:
         """``{"query", "responses", "principles"?, "reference"?, "id"?}`` plus any scoring option (``k``, ``seed``,
         ``temperature``, ``shuffle``, ``adaptive``, ``risk``, ``max_new_tokens``, ...; not ``budget``) -> the
         Reward as JSON, plus ``normalized``, ``n_drawn`` and the request's ``id`` if it sent one."""
         return await answer(service, request, service.score)
 
     @app.post("/get_reward")
-    async def get_reward(request: Request) -> JSON:
+    async def get_reward(request: Request) -> Response:
         """OpenRLHF's remote reward protocol: one pointwise reward in [0, 1] per query."""
         return await answer(service, request, service.get_reward)
 

@@ -1,10 +1,20 @@
-"""Dynamic batching: items of concurrent requests scored together, one engine call per batch and set of options."""
+"""Fair dynamic batching: the items of concurrent requests scored together, no request waiting behind another's bulk.
+
+Each request's items wait in a queue of their own. An engine call takes the requests that share one set of options
+(``k``, ``temperature``...) and fills its batch round-robin, one item of each request in turn, up to
+``max_batch_items`` items and ``max_batch_judgements`` judgements (items x k). Sets of options take turns, call by
+call. So a small request arriving while a big one is being scored waits for the engine call in progress and is
+served by the next (or, under several sets of options at once, within as many calls as there are sets); a
+1,024-item request no longer holds the queue until all its items are done. When the engine is idle, the first
+request waits at most ``batch_window_s`` for company.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,75 +30,112 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _Job:
-    """One item to score; ``key`` is its place in its request, which seeds it with the request's ``seed``."""
+    """One item to score under ``key`` (its seeding key, with the request's seed)."""
 
     item: Item
-    options: ScoringOptions
-    key: int
+    key: int | str
     future: asyncio.Future = field(repr=False)
 
 
-class DynamicBatcher:
-    """Collects items from concurrent requests and scores them together."""
+@dataclass
+class _Request:
+    """A request's items not yet taken into a batch."""
+
+    options: ScoringOptions
+    jobs: deque[_Job]
+
+
+class FairBatcher:
+    """Collects the items of concurrent requests and scores them together, fairly (see the module docs)."""
 
     def __init__(self, rm: GRM, config: ServerConfig, meta_rm: JudgementRater | None = None) -> None:
         self.rm, self.config, self.meta_rm = rm, config, meta_rm
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._waiting: dict[ScoringOptions, deque[_Request]] = {}  # in turn order, both levels
+        self._arrived = asyncio.Event()
+        self._busy = False
         self.n_batches = self.n_items = self.largest_batch = 0
         self._task: asyncio.Task | None = None
+
+    @property
+    def queued_items(self) -> int:
+        """Items waiting for a batch (those of requests whose client left included until they are reached)."""
+        return sum(len(r.jobs) for requests in self._waiting.values() for r in requests)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Finish what is queued, then stop."""
-        while not self.queue.empty():
+        while self._waiting or self._busy:
             await asyncio.sleep(0.01)
         if self._task:
             self._task.cancel()
 
-    async def submit(self, items: list[Item], options: ScoringOptions) -> list[Reward]:
+    async def submit(
+        self, items: Sequence[Item], options: ScoringOptions, keys: Sequence[int | str] | None = None
+    ) -> list[Reward]:
         """Queue ``items`` and wait for their rewards; cancelling the wait takes those not yet scored off the queue.
-        Each item is seeded by the request's seed and its place in ``items``, so whatever other requests share
-        its batch, a seeded request gets what ``GRM.score_batch(items, options)`` gives."""
-        loop = asyncio.get_running_loop()
-        jobs = [_Job(item, options, key, loop.create_future()) for key, item in enumerate(items)]
-        for job in jobs:
-            self.queue.put_nowait(job)
-        return list(await asyncio.gather(*(j.future for j in jobs)))
 
-    async def _next(self) -> _Job:
-        while True:
-            job = await self.queue.get()
-            if not job.future.done():  # a cancelled request's items are skipped
-                return job
+        Each item is seeded by the request's seed and its key (default: its place in ``items``), so whatever other
+        requests share its batch, a seeded request gets what ``GRM.score_batch(items, options, keys=keys)`` gives.
+        """
+        loop = asyncio.get_running_loop()
+        keys = range(len(items)) if keys is None else keys
+        jobs = deque(_Job(item, key, loop.create_future()) for item, key in zip(items, keys))
+        futures = [j.future for j in jobs]
+        if jobs:
+            self._waiting.setdefault(options, deque()).append(_Request(options, jobs))
+            self._arrived.set()
+        return list(await asyncio.gather(*futures))
+
+    def take(self) -> tuple[ScoringOptions, list[_Job]] | None:
+        """The next batch: the first set of options in turn, its requests' items taken round-robin within the
+        limits; that set of options then goes to the back, as does the request served first. None: nothing waits."""
+        while self._waiting:
+            options, requests = next(iter(self._waiting.items()))
+            del self._waiting[options]
+            per_item = options.k
+            max_items = max(1, min(self.config.max_batch_items, self.config.max_batch_judgements // per_item))
+            batch: list[_Job] = []
+            while requests and len(batch) < max_items:
+                for request in list(requests):
+                    while request.jobs and request.jobs[0].future.done():  # its client left
+                        request.jobs.popleft()
+                    if request.jobs and len(batch) < max_items:
+                        batch.append(request.jobs.popleft())
+                    if not request.jobs:
+                        requests.remove(request)
+            if requests:
+                requests.rotate(-1)
+                self._waiting[options] = requests
+            if batch:
+                return options, batch
+        return None
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._next()]
-            deadline = time.monotonic() + self.config.batch_window_s
-            while len(batch) < self.config.max_batch_items:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._next(), timeout))
-                except TimeoutError:
-                    break
-            groups: dict[ScoringOptions, list[_Job]] = {}
-            for job in batch:
-                groups.setdefault(job.options, []).append(job)
-            for options, jobs in groups.items():
-                try:
-                    await self._score(jobs, options)
-                except Exception as e:  # never let the loop die: every later request would wait forever
-                    logger.exception("scoring a batch of %d failed", len(jobs))
-                    _settle(jobs, [e] * len(jobs))
+            if not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+                await asyncio.sleep(self.config.batch_window_s)  # an idle engine waits a moment for company
+            taken = self.take()
+            if taken is None:
+                continue
+            options, jobs = taken
+            self._busy = True
+            try:
+                await self._score(jobs, options)
+            except Exception as e:  # never let the loop die: every later request would wait forever
+                logger.exception("scoring a batch of %d failed", len(jobs))
+                _settle(jobs, [e] * len(jobs))
+            finally:
+                self._busy = False
 
     async def _score(self, jobs: list[_Job], options: ScoringOptions) -> None:
         self.n_batches += 1
         self.n_items += len(jobs)
         self.largest_batch = max(self.largest_batch, len(jobs))
+        started = time.monotonic()
         try:
             results = await asyncio.to_thread(
                 score_isolated,
@@ -98,8 +145,9 @@ class DynamicBatcher:
                 options=options,
                 meta_rm=self.meta_rm,
             )
-        except BackendUnavailableError as e:
+        except BackendUnavailableError as e:  # every request of the batch gets a 503
             results = [e] * len(jobs)
+        logger.debug("scored %d items in %.2f s", len(jobs), time.monotonic() - started)
         _settle(jobs, results)
 
 
