@@ -148,6 +148,31 @@ def test_an_engine_failure_costs_only_its_own_request_and_keeps_the_connection(s
     sock.close()
 
 
+class Encoding(CaseScripted):
+    """Fails a whole batch that holds text it cannot encode, as a tokenizer does (a lone surrogate: TypeError)."""
+
+    def generate(self, requests):
+        for r in requests:
+            for m in r.messages:
+                m["content"].encode("utf-8")  # UnicodeEncodeError, a ValueError, for a lone surrogate
+        return super().generate(requests)
+
+
+def test_a_lone_surrogate_is_refused_before_it_can_fail_a_batch(server):
+    url, backend, _ = server(ServerConfig(batch_window_s=0.3), backend=Encoding())
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            bad = client.post("/score", content=b'{"query": "q", "responses": ["a\\ud800"]}')
+            good = [client.post("/score", json={"query": f"q{i}", "responses": ["a"]}) for i in range(4)]
+            return await asyncio.gather(bad, *good)
+
+    bad, *good = asyncio.run(burst())
+    assert bad.status_code == 400 and "responses[0] holds a lone surrogate" in bad.json()["error"], bad.text
+    assert all(r.status_code == 200 and r.json()["rewards"] == [2.0] for r in good)
+    assert sum(len(call) for call in backend.calls) == 4, "no item was scored twice (no rescoring one by one)"
+
+
 def test_scoring_options_in_a_request_are_honoured(server):
     url, backend, _ = server()
     r = httpx.post(f"{url}/score", json={**GOOD, "k": 16, "shuffle": False, "seed": 1}).json()

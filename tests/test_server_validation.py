@@ -64,3 +64,11 @@ def test_score_and_reward_requests_read_into_items_and_options():
         ("P:", [" yy"], None),
     ]
     assert options.k == 1 and isinstance(rm, GRM)
+
+
+def test_a_lone_surrogate_is_refused_naming_where_it_is():
+    with pytest.raises(BadRequest, match=r"responses\[1\] holds a lone surrogate \('\\ud800'\) at character 1"):
+        parse_body(b'{"query": "q", "responses": ["a", "b\\ud800"]}')
+    with pytest.raises(BadRequest, match=r"query\[0\].content holds a lone surrogate"):
+        parse_body(b'{"query": [{"role": "user", "content": "\\udfff"}], "responses": ["a"]}')
+    assert parse_body(b'{"query": "\\ud83d\\ude00"}') == {"query": "\U0001f600"}  # a pair is a character

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +38,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not standard JSON")
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """A request body's JSON object: standard JSON only (no NaN or Infinity), an object at the top."""
+    """A request body's JSON object: standard JSON only (no NaN or Infinity), an object at the top, its text valid
+    Unicode (JSON's ``\\ud800`` escapes can write a lone surrogate, which no engine can encode)."""
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
@@ -47,7 +52,26 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest(f"body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise BadRequest(f"body must be a JSON object, got {type(body).__name__}")
+    if _SURROGATE_ESCAPE.search(raw):  # pairs are fine; look for a lone one only when an escape is there
+        _refuse_lone_surrogates(body, "body")
     return body
+
+
+def _refuse_lone_surrogates(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise BadRequest(
+                f"{where} holds a lone surrogate ({value[e.start]!a}) at character {e.start}: not valid Unicode text"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_lone_surrogates(key, f"a key of {where}")
+            _refuse_lone_surrogates(item, f"{where}.{key}" if where != "body" else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_lone_surrogates(item, f"{where}[{i}]")
 
 
 def scoring_options(body: dict[str, Any], config: ServerConfig, rated: bool) -> ScoringOptions:
