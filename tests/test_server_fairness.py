@@ -14,13 +14,14 @@ from helpers import ScriptedBackend, by_length, judge_by, shown_responses
 
 
 class Recording(ScriptedBackend):
-    """Scores by length, sleeping ``delay`` per call, as an engine takes time."""
+    """Scores by length, sleeping ``delay`` per call, as an engine takes time; ``started`` counts calls begun."""
 
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__(judge_by(by_length))
-        self.delay = delay
+        self.delay, self.started = delay, 0
 
     def generate(self, requests):
+        self.started += 1
         time.sleep(self.delay)
         return super().generate(requests)
 
@@ -37,10 +38,11 @@ def test_a_small_request_is_served_by_the_next_engine_call_behind_a_big_one():
     async def main():
         svc.batcher.start()
         prompts = [f"big{i}:" for i in range(64)]
-        big = asyncio.ensure_future(svc.get_reward({"query": [p + " x" for p in prompts], "prompts": prompts}))
-        while not backend.calls:  # the big request's first engine call is under way
+        body = {"query": [p + " x" for p in prompts], "prompts": prompts, "seed": 0}
+        big = asyncio.ensure_future(svc.get_reward(body))
+        while not backend.started:  # the big request's first engine call is under way
             await asyncio.sleep(0.005)
-        small = await svc.score({"query": "small", "responses": ["a"]})
+        small = await svc.score({"query": "small", "responses": ["a"], "seed": 0})
         await big
         await svc.batcher.stop()
         return small

@@ -3,8 +3,10 @@
 import pytest
 
 from grm import GRM
+from grm.integrations.chat import ChatMarkers
 from grm.server import OPTION_FIELDS, BadRequest, ServerConfig
-from grm.server.validation import parse_body, refuse_unknown, reward_request, score_request, scoring_options
+from grm.server.protocols import openrlhf_request
+from grm.server.validation import parse_body, refuse_unknown, score_request, scoring_options
 from helpers import ScriptedBackend, by_length, judge_by
 
 
@@ -56,14 +58,13 @@ def test_score_and_reward_requests_read_into_items_and_options():
     assert request.item.responses == ["a", "b"] and request.options.k == 2 and (request.id, request.has_id) == (7, True)
     with pytest.raises(BadRequest, match="at most 2 responses"):
         score_request(rm, config, {"query": "q", "responses": ["a"] * 3}, rated=False)
-    items, options = reward_request(
-        rm, config, {"query": ["P: x", "P: yy"], "prompts": ["P:", "P:"], "labels": ["r", None]}, rated=False
-    )
-    assert [(i.query[-1]["content"], i.responses, i.reference) for i in items] == [
-        ("P:", [" x"], "r"),
-        ("P:", [" yy"], None),
+    body = {"query": ["P: x", "P: yy"], "prompts": ["P:", "P:"], "labels": ["r", None]}
+    request = openrlhf_request(rm, config, ChatMarkers(), body, rated=False)
+    assert [(s.query[-1]["content"], s.response, s.reference) for s in request.samples] == [
+        ("P:", " x", "r"),
+        ("P:", " yy", None),
     ]
-    assert options.k == 1 and isinstance(rm, GRM)
+    assert request.options.k == 1 and not request.seeded
 
 
 def test_a_lone_surrogate_is_refused_naming_where_it_is():

@@ -1,4 +1,10 @@
-"""An HTTP reward server: a GRM behind ``POST /score``, OpenRLHF's ``POST /get_reward`` and ``GET /health``.
+"""An HTTP reward server: a GRM behind ``POST /score``, OpenRLHF's ``POST /get_reward``, slime's ``POST /reward``
+(one sample ``{prompt, response, label}``, or a group) and ``GET /health``.
+
+RL frameworks call a reward once per sample; with ``group_size`` the samples of one prompt are held until their
+group is complete (or ``group_wait_s`` has passed) and judged together, listwise
+(:class:`grm.integrations.groups.GroupBuffer`), and identical seeded requests (retries) are judged once
+(:mod:`~grm.server.cache`). RL requests without a seed take the server's (``seed``, drawn at start when unset).
 
 Concurrent requests are batched dynamically and fairly (:mod:`~grm.server.batcher`): each request's items wait in a
 queue of their own, an engine call takes the requests sharing one set of options round-robin (at most
@@ -18,7 +24,8 @@ waits is dropped from the queue. On shutdown (SIGINT/SIGTERM) uvicorn stops acce
 still answered.
 
 The pieces, each usable without HTTP: :mod:`~grm.server.config` (the limits), :mod:`~grm.server.validation`
-(a body read into items and options), :mod:`~grm.server.batcher` (fair dynamic batching),
+(a body read into items and options), :mod:`~grm.server.protocols` (the RL frameworks' bodies and replies),
+:mod:`~grm.server.batcher` (fair dynamic batching), :mod:`~grm.server.cache` (identical requests judged once),
 :mod:`~grm.server.service` (each endpoint as a method over explicit state, admission) and :mod:`~grm.server.app`
 (HTTP).
 """
@@ -27,7 +34,7 @@ from grm.server.app import create_app, serve
 from grm.server.batcher import FairBatcher
 from grm.server.config import ServerConfig
 from grm.server.service import RewardService
-from grm.server.validation import OPTION_FIELDS, BadRequest, openrlhf_items, scoring_options
+from grm.server.validation import OPTION_FIELDS, BadRequest, scoring_options
 
 __all__ = [
     "OPTION_FIELDS",
@@ -36,7 +43,6 @@ __all__ = [
     "RewardService",
     "ServerConfig",
     "create_app",
-    "openrlhf_items",
     "scoring_options",
     "serve",
 ]

@@ -25,7 +25,7 @@ from grm.server.validation import BadRequest, parse_body
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class ClientGone(Exception):
@@ -82,7 +82,7 @@ async def until_disconnected(request: Request) -> None:
         pass
 
 
-async def while_connected(request: Request, work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+async def while_connected(request: Request, work: Awaitable[Any]) -> Any:
     """``work``'s result; if the client disconnects first, ``work`` is cancelled (its items not yet scored leave the
     queue) and :class:`ClientGone` raised."""
     task = asyncio.ensure_future(work)
@@ -127,8 +127,7 @@ def create_app(rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRa
     async def lifespan(app: FastAPI):
         service.batcher.start()
         yield
-        await service.batcher.stop()
-        service.close()
+        await service.drain()
 
     app = FastAPI(title="grm reward server", lifespan=lifespan)
     app.state.service = service
@@ -142,8 +141,13 @@ def create_app(rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRa
 
     @app.post("/get_reward")
     async def get_reward(request: Request) -> Response:
-        """OpenRLHF's remote reward protocol: one pointwise reward in [0, 1] per query."""
+        """OpenRLHF's remote reward protocol: a reward in [0, 1] per query, with ``scores`` and ``extra_logs``."""
         return await answer(service, request, service.get_reward)
+
+    @app.post("/reward")
+    async def reward(request: Request) -> Response:
+        """slime's remote reward protocol: ``{"prompt", "response", "label"}`` (or a group of them) -> ``reward``."""
+        return await answer(service, request, service.reward)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

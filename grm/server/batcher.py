@@ -51,6 +51,7 @@ class FairBatcher:
     def __init__(self, rm: GRM, config: ServerConfig, meta_rm: JudgementRater | None = None) -> None:
         self.rm, self.config, self.meta_rm = rm, config, meta_rm
         self._waiting: dict[ScoringOptions, deque[_Request]] = {}  # in turn order, both levels
+        self._pending: dict[asyncio.Future, _Job] = {}  # queued, not yet taken into a batch
         self._arrived = asyncio.Event()
         self._busy = False
         self.n_batches = self.n_items = self.largest_batch = 0
@@ -71,22 +72,42 @@ class FairBatcher:
         if self._task:
             self._task.cancel()
 
-    async def submit(
+    def enqueue(
         self, items: Sequence[Item], options: ScoringOptions, keys: Sequence[int | str] | None = None
-    ) -> list[Reward]:
-        """Queue ``items`` and wait for their rewards; cancelling the wait takes those not yet scored off the queue.
-
-        Each item is seeded by the request's seed and its key (default: its place in ``items``), so whatever other
-        requests share its batch, a seeded request gets what ``GRM.score_batch(items, options, keys=keys)`` gives.
-        """
+    ) -> list[asyncio.Future]:
+        """Queue ``items`` as one request; one future per item, settled with its Reward (or the error that failed
+        it). Each item is seeded by ``options.seed`` and its key (default: its place in ``items``), so whatever
+        other requests share its batch, it gets what ``GRM.score_batch(items, options, keys=keys)`` gives it."""
         loop = asyncio.get_running_loop()
         keys = range(len(items)) if keys is None else keys
         jobs = deque(_Job(item, key, loop.create_future()) for item, key in zip(items, keys))
-        futures = [j.future for j in jobs]
         if jobs:
             self._waiting.setdefault(options, deque()).append(_Request(options, jobs))
+            self._pending.update((job.future, job) for job in jobs)
             self._arrived.set()
-        return list(await asyncio.gather(*futures))
+        return [job.future for job in jobs]
+
+    def withdraw(self, future: asyncio.Future) -> bool:
+        """Take an item off the queue if no engine call has taken it yet (True); one already taken is scored and its
+        future settled (its error, if any, marked as seen)."""
+        if self._pending.pop(future, None) is not None:
+            future.cancel()
+            return True
+        future.add_done_callback(_retrieve)
+        return False
+
+    async def submit(
+        self, items: Sequence[Item], options: ScoringOptions, keys: Sequence[int | str] | None = None
+    ) -> list[Reward]:
+        """:meth:`enqueue` and wait for the rewards; cancelling the wait takes the items not yet scored off the
+        queue."""
+        futures = self.enqueue(items, options, keys)
+        try:
+            return list(await asyncio.gather(*futures))
+        except asyncio.CancelledError:
+            for future in futures:
+                self.withdraw(future)
+            raise
 
     def take(self) -> tuple[ScoringOptions, list[_Job]] | None:
         """The next batch: the first set of options in turn, its requests' items taken round-robin within the
@@ -103,6 +124,7 @@ class FairBatcher:
                         request.jobs.popleft()
                     if request.jobs and len(batch) < max_items:
                         batch.append(request.jobs.popleft())
+                        self._pending.pop(batch[-1].future, None)
                     if not request.jobs:
                         requests.remove(request)
             if requests:
@@ -149,6 +171,12 @@ class FairBatcher:
             results = [e] * len(jobs)
         logger.debug("scored %d items in %.2f s", len(jobs), time.monotonic() - started)
         _settle(jobs, results)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a future's exception as seen (its caller has left)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _settle(jobs: Sequence[_Job], results: Sequence[Reward | BaseException]) -> None:

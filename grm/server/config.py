@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import numbers
+from dataclasses import dataclass, fields
 
 
 @dataclass
@@ -35,5 +37,50 @@ class ServerConfig:
     """Threads that read, check and render requests and answers, off the event loop."""
     api_key: str | None = None
     default_k: int = 1
-    failed_reward: float = 0.0
-    """Reward sent on ``/get_reward`` for a response with no valid judgement (OpenRLHF cannot take null)."""
+    seed: int | None = None
+    """The seed of RL protocol requests (``/get_reward``, ``/reward``) that send none; None: drawn when the server
+    starts (reported by ``/health``). Their items are then keyed by content, so a sample's reward does not depend
+    on what else was sent with it."""
+    group_size: int = 0
+    """Samples of one prompt held until this many have arrived, then judged together (listwise, chunks of at most
+    ``n_max``); 0: each sample is judged alone, as it comes."""
+    group_wait_s: float = 30.0
+    """A group not complete this long after its first sample is judged with the samples it has."""
+    n_max: int = 8
+    """Responses judged together at most (a bigger group is judged in balanced chunks)."""
+    cache_size: int = 4096
+    """Results of seeded items kept for identical requests (retries): they are judged once; 0: no cache."""
+    cache_ttl_s: float = 600.0
+    """How long a result (a judged group included) answers identical requests."""
+    policy_tokenizer: str | None = None
+    """The tokenizer (path or hub name) whose special tokens de-template the policy's text; None: the GRM's (and the
+    ``<|name|>`` forms)."""
+    length_penalty: float = 0.0
+    """Reward shaping within a group (:class:`grm.integrations.shaping.Shaping`): 0 is off."""
+    failed_reward: float | str = 0.0
+    """Reward of a sample with no valid judgement (RL protocols cannot take null): a number, or ``"min"`` (its
+    group's lowest, 0 if none was scored)."""
+
+    def __post_init__(self) -> None:
+        lows = {"max_batch_items": 1, "max_batch_judgements": 1, "max_responses": 1, "max_reward_items": 1}
+        lows |= {"max_k": 1, "max_new_tokens": 1, "max_retries": 0, "max_body_bytes": 1, "max_in_flight": 1}
+        lows |= {"max_work_tokens": 1, "worker_threads": 1, "default_k": 1, "group_size": 0, "n_max": 1}
+        lows |= {"cache_size": 0}
+        for name, low in lows.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_s") or f.name == "length_penalty":
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, numbers.Real)
+                    or not (math.isfinite(value) and value >= 0)
+                ):
+                    raise ValueError(f"{f.name} must be a number >= 0, got {value!r}")
+        failed = self.failed_reward
+        if failed != "min" and (
+            isinstance(failed, bool) or not isinstance(failed, numbers.Real) or not math.isfinite(failed)
+        ):
+            raise ValueError(f"failed_reward must be a number or 'min', got {failed!r}")

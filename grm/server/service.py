@@ -5,6 +5,10 @@ Reading, checking and rendering a request (and rendering its answer) run in work
 large body does not hold the event loop while other requests wait. A request is admitted twice: a place in flight
 once its body has arrived (:meth:`admit`, ``max_in_flight``), then, once read, its work (:meth:`reserve`: items x k x
 max_new_tokens, the most tokens it may have generated, against ``max_work_tokens``).
+
+Items go to the fair batcher through the result cache (identical seeded items judged once). RL protocol samples
+(:mod:`grm.server.protocols`) without a seed of their own take the server's and are keyed by content; with
+``group_size`` they are held by a :class:`~grm.integrations.groups.GroupBuffer` until their group is complete.
 """
 
 from __future__ import annotations
@@ -15,24 +19,47 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from grm.integrations.chat import ChatMarkers
+from grm.integrations.groups import GroupBuffer, Sample, SampleReward, sample_key
+from grm.integrations.shaping import Shaping
 from grm.model import GRM
 from grm.scoring import JudgementRater, ScoringOptions
+from grm.seeding import random_seed
 from grm.server.batcher import FairBatcher
+from grm.server.cache import ResultCache
 from grm.server.config import ServerConfig
-from grm.server.validation import BadRequest, reward_request, score_request
+from grm.server.protocols import RLRequest, openrlhf_reply, openrlhf_request, sample_reply, sample_request
+from grm.server.validation import BadRequest, score_request
 from grm.types import Item
 
 T = TypeVar("T")
 
 
 class RewardService:
-    """A GRM served: the batcher, the admission of requests and each endpoint's handler."""
+    """A GRM served: the batcher, the cache, the group buffer, the admission of requests and each endpoint."""
 
     def __init__(self, rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRater | None = None) -> None:
         self.rm, self.config, self.meta_rm = rm, config or ServerConfig(), meta_rm
-        self.batcher = FairBatcher(rm, self.config, meta_rm)
+        c = self.config
+        self.seed = c.seed if c.seed is not None else random_seed()
+        self.batcher = FairBatcher(rm, c, meta_rm)
+        self.cache = ResultCache(self.batcher, c.cache_size, c.cache_ttl_s)
+        self.failed = 0.0 if c.failed_reward == "min" else float(c.failed_reward)
+        self.shaping = Shaping(c.length_penalty, c.failed_reward, fallback=self.failed)
+        self.groups = GroupBuffer(
+            self.cache.score,
+            size=c.group_size,
+            wait_s=c.group_wait_s,
+            n_max=c.n_max,
+            score_range=rm.score_range,
+            shaping=self.shaping,
+            retain=c.cache_size,
+            retain_s=c.cache_ttl_s,
+        )
+        tokenizer = getattr(rm.backend, "tokenizer", None)
+        self.markers = ChatMarkers.load(c.policy_tokenizer) if c.policy_tokenizer else ChatMarkers.of(tokenizer)
         self.in_flight = self.served = self.work = 0
-        self.pool = ThreadPoolExecutor(self.config.worker_threads, thread_name_prefix="grm-server")
+        self.pool = ThreadPoolExecutor(c.worker_threads, thread_name_prefix="grm-server")
 
     @property
     def rated(self) -> bool:
@@ -55,9 +82,9 @@ class RewardService:
             self.in_flight -= 1
         self.served += 1
 
-    def work_of(self, items: Sequence[Item], options: ScoringOptions) -> int:
-        """The most tokens scoring ``items`` may generate (resamples aside): items x k x max_new_tokens."""
-        return len(items) * options.k * (options.max_new_tokens or self.rm.max_new_tokens)
+    def work_of(self, n_items: int, options: ScoringOptions) -> int:
+        """The most tokens scoring ``n_items`` items may generate (resamples aside): items x k x max_new_tokens."""
+        return n_items * options.k * (options.max_new_tokens or self.rm.max_new_tokens)
 
     @contextmanager
     def reserve(self, work: int) -> Iterator[None]:
@@ -83,23 +110,50 @@ class RewardService:
         """``/score``: the Reward as JSON, plus ``normalized`` (mean mapped onto [0, 1]), ``n_drawn`` (judgements
         generated) and the request's ``id`` if it sent one."""
         request = await self.offload(score_request, self.rm, self.config, body, self.rated)
-        with self.reserve(self.work_of([request.item], request.options)):
-            (reward,) = await self.batcher.submit([request.item], request.options)
+        with self.reserve(self.work_of(1, request.options)):
+            (reward,) = await self.cache.score([request.item], request.options)
         out = {**reward.to_dict(), "normalized": reward.normalized(self.rm.score_range), "n_drawn": reward.n_drawn}
         return {**out, "id": request.id} if request.has_id else out
 
     async def get_reward(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``/get_reward`` (OpenRLHF): one pointwise reward in [0, 1] per query."""
-        items, options = await self.offload(reward_request, self.rm, self.config, body, self.rated)
-        with self.reserve(self.work_of(items, options)):
-            rewards = await self.batcher.submit(items, options)
-        failed = self.config.failed_reward
-        values = [failed if (n := r.normalized(self.rm.score_range)) is None else n[0] for r in rewards]
-        return {"rewards": values, "scores": values}
+        """``/get_reward`` (OpenRLHF, :mod:`grm.server.protocols`): ``rewards``, ``scores`` and ``extra_logs``."""
+        request = await self.offload(openrlhf_request, self.rm, self.config, self.markers, body, self.rated)
+        return openrlhf_reply(await self.rl_rewards(request), self.failed)
+
+    async def reward(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``/reward`` (slime's sample shape, one sample or a group): one answer, or ``{"rewards", "results"}``."""
+        request = await self.offload(sample_request, self.rm, self.config, self.markers, body, self.rated)
+        results = await self.rl_rewards(request)
+        if not request.grouped:
+            return sample_reply(results[0], self.failed)
+        replies = [sample_reply(r, self.failed) for r in results]
+        return {"rewards": [r["reward"] for r in replies], "results": replies}
+
+    async def rl_rewards(self, request: RLRequest) -> list[SampleReward]:
+        """The rewards of an RL request's samples: as one group (its group form), held with their groups
+        (``group_size``), or each alone; with the server's seed and keys by content when it sent no seed."""
+        options = request.options if request.seeded else request.options.replace(seed=self.seed)
+        with self.reserve(self.work_of(len(request.samples), options)):
+            if request.grouped:
+                return await self.groups.judge_group(request.samples, options)
+            if self.config.group_size:
+                return list(await asyncio.gather(*(self.groups.reward(s, options) for s in request.samples)))
+            return await self.alone(request.samples, options, request.seeded)
+
+    async def alone(self, samples: Sequence[Sample], options: ScoringOptions, seeded: bool) -> list[SampleReward]:
+        """Each sample judged alone, keyed by its place in the request when the request is seeded (as
+        ``score_batch`` keys), else by its content; shaped within the request."""
+        items = [Item(s.query, [s.response], reference=s.reference) for s in samples]
+        keys = list(range(len(items))) if seeded else [sample_key(s) for s in samples]
+        rewards = await self.cache.score(items, options, keys)
+        scores = [None if (n := r.normalized(self.rm.score_range)) is None else n[0] for r in rewards]
+        values = self.shaping.apply(scores, [len(s.response) for s in samples])
+        return [SampleReward(r, 0, v, s, 1) for r, v, s in zip(rewards, values, scores)]
 
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
+            "seed": self.seed,
             "in_flight": self.in_flight,
             "served": self.served,
             "work_tokens": self.work,
@@ -107,7 +161,12 @@ class RewardService:
             "batches": self.batcher.n_batches,
             "items": self.batcher.n_items,
             "largest_batch": self.batcher.largest_batch,
+            "groups": self.groups.counters(),
+            "cache": self.cache.counters(),
         }
 
-    def close(self) -> None:
+    async def drain(self) -> None:
+        """Judge the groups still waiting, finish what is queued, then stop the batcher and the worker threads."""
+        await self.groups.drain()
+        await self.batcher.stop()
         self.pool.shutdown(wait=False)

@@ -20,10 +20,9 @@ from grm.server.config import ServerConfig
 from grm.types import Item
 
 OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(ScoringOptions) if f.name != "budget")
-"""Request fields taken as scoring options (see :class:`grm.ScoringOptions`), on ``/score`` and ``/get_reward``.
+"""Request fields taken as scoring options (see :class:`grm.ScoringOptions`), on every scoring endpoint.
 ``budget`` is not one: a batch mixes requests, so a budget would be shared with other clients' items."""
 SCORE_FIELDS = ("query", "responses", "principles", "reference", "id")
-REWARD_FIELDS = ("query", "prompts", "labels")
 
 
 class BadRequest(ValueError):
@@ -150,35 +149,3 @@ def score_request(rm: GRM, config: ServerConfig, body: dict[str, Any], rated: bo
     extra = {name: body[name] for name in ("principles", "reference") if body.get(name) is not None}
     item = checked_item(rm, config, body["query"], body["responses"], **extra)
     return ScoreRequest(item, scoring_options(body, config, rated), body.get("id"), "id" in body)
-
-
-def openrlhf_items(rm: GRM, body: dict[str, Any], config: ServerConfig) -> list[Item]:
-    """Items from OpenRLHF's ``{"query": [prompt + response, ...], "prompts": [prompt, ...], "labels": [...]}``.
-
-    Each response is the query text after its prompt; labels, when given, are used as reference answers (a label
-    must be a string or null; an empty string means none).
-    """
-    queries, prompts, labels = body.get("query"), body.get("prompts"), body.get("labels")
-    if not isinstance(queries, list) or not isinstance(prompts, list) or len(queries) != len(prompts):
-        raise BadRequest("/get_reward needs 'query' and 'prompts': lists of equal length (prompt + response, prompt)")
-    if len(queries) > config.max_reward_items:
-        raise BadRequest(f"at most {config.max_reward_items} items per /get_reward request, got {len(queries)}")
-    if labels is not None and (not isinstance(labels, list) or len(labels) != len(queries)):
-        raise BadRequest("'labels' must be a list as long as 'query'")
-    items = []
-    for i, (q, p) in enumerate(zip(queries, prompts)):
-        if not isinstance(q, str) or not isinstance(p, str) or not q.startswith(p):
-            raise BadRequest(f"query {i} does not start with its prompt; send the prompt text the query begins with")
-        label = labels[i] if labels is not None else None
-        if label is not None and not isinstance(label, str):
-            raise BadRequest(f"labels[{i}] must be a string or null, got {type(label).__name__}")
-        items.append(checked_item(rm, config, p, [q[len(p) :]], reference=label or None))
-    return items
-
-
-def reward_request(
-    rm: GRM, config: ServerConfig, body: dict[str, Any], rated: bool
-) -> tuple[list[Item], ScoringOptions]:
-    """A ``/get_reward`` body read: its items and options."""
-    refuse_unknown(body, "/get_reward", REWARD_FIELDS)
-    return openrlhf_items(rm, body, config), scoring_options(body, config, rated)
