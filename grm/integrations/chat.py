@@ -142,13 +142,13 @@ def conversation(prompt: str, markers: ChatMarkers) -> tuple[list[Message], str]
 
 def detemplate(prompt: str, query: str, markers: ChatMarkers) -> tuple[list[Message], str]:
     """(the conversation, the response) in ``query``, a policy's ``prompt`` followed by its response, both as the
-    chat template wrote them. The response starts where ``prompt`` ends in ``query`` (its last 256 characters are
+    chat template wrote them. The response starts where ``prompt`` ends in ``query`` (its last 64 characters are
     looked for when a framework cut the prompt's start off) and loses its trailing end-of-turn markers; text of the
     assistant turn the prompt opened comes first. ValueError when the prompt's end is not in the query."""
     if query.startswith(prompt):
         response = query[len(prompt) :]
     else:
-        tail = prompt[-256:]
+        tail = prompt[-64:]
         at = query.find(tail) if tail else -1
         if at < 0:
             raise ValueError("the query does not contain its prompt's end; send the prompt text the query holds")
