@@ -1,7 +1,9 @@
 """Build tiny local models with no hub access: for tests, demos and benchmarks.
 
 The models load through the same ``from_pretrained`` code a user hits. Their output is meaningless unless
-trained (see :func:`teach`), which makes them emit a fixed text for any prompt in a few seconds on a CPU.
+trained (see :func:`teach`), which makes them emit a fixed text for any prompt in a few seconds on a CPU. This is
+scaffolding in the apps layer: it builds on the library (templates, parsing, the PRM reader of ``grm.search``), and
+nothing in the library depends on it.
 """
 
 from __future__ import annotations
