@@ -244,6 +244,17 @@ def test_within_example_auc_by_hand():
         classification_metrics([1, 0], [0.0, 1.0], examples=[0, 0, 1])
 
 
+def test_an_auc_that_cannot_be_measured_says_why():
+    from grm.training.meta_rm import describe_auc
+
+    assert describe_auc(0.75, 0.5) == "0.7500"
+    assert describe_auc(math.nan, 1.0) == "n/a (every held-out judgement is correct)"
+    assert describe_auc(math.nan, 0.0) == "n/a (every held-out judgement is incorrect)"
+    within = describe_auc(math.nan, 0.5, within=True)
+    assert within == "n/a (no held-out example has both correct and incorrect judgements)"
+    assert "nan" not in within
+
+
 def test_pairwise_loss_by_hand():
     class Out:
         logits = torch.tensor([[2.0], [0.0], [1.0], [5.0], [0.0]])
@@ -424,7 +435,7 @@ def test_cli_trains_reports_auc_and_resumes(classifier_path, tmp_path, caplog):
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
     metrics = json.loads((out / "eval_results.json").read_text())
     assert 0 <= metrics["eval_auc"] <= 1 and 0 <= metrics["eval_accuracy"] <= 1 and metrics["eval_positive_rate"] == 0.5
-    assert "held-out: AUC" in caplog.text
+    assert "held-out: AUC" in caplog.text and f"meta RM saved to {out}" in caplog.text
     meta = MetaRM.from_pretrained(out, progress=False)
     assert (out / TEMPLATE_FILE).is_file() and meta.template.name.endswith(TEMPLATE_FILE)
     assert len(meta.score(QUERY, RESPONSES, [TEXT, "x"])) == 2

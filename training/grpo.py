@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
 from trl import GRPOConfig
 
 from grm.jsonl import JsonlWriter, dumps
-from grm.progress import progress_bar
 from grm.training.common import (
     GRMTrainingArguments,
     check_common,
@@ -107,7 +107,7 @@ def write_prompts(config: SPCTGRPOConfig) -> tuple[Path, LoadStats]:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.unlink(missing_ok=True)
     with JsonlWriter(tmp) as writer:
-        for e in progress_bar(examples, desc="grpo prompts", unit="ex"):
+        for e in tqdm(examples, desc="grpo prompts", unit="ex"):
             prompt = template.render(
                 e.query, e.responses, score_range=score_range, principles=e.principles, reference=e.reference
             )
@@ -155,7 +155,9 @@ def curve_callback(config: SPCTGRPOConfig):
 
     template = resolve_template(config)
     heldout, _ = load_examples(config.curve_data, seed=config.seed, score_range=template.score_range)
-    train, _ = load_examples(config.data_path, seed=config.seed, score_range=template.score_range)
+    train = []
+    if config.curve_train_examples:  # the examples GRPO trains on, loaded (and shuffled) as its prompts are
+        train, _ = load_examples(config.data_path, seed=config.seed, score_range=template.score_range)
     tokenizer = AutoTokenizer.from_pretrained(config.model_name_or_path)  # its own copy: generation pads left
     budget = config.max_completion_length or 1024
 
