@@ -92,6 +92,7 @@ def test_grpo_trainer_runs_with_grm_reward(tmp_path):
         report_to=[],
         save_strategy="no",
         beta=0.04,
+        log_completions=True,
     )
     trainer = GRPOTrainer(model=str(tmp_path / "policy"), reward_funcs=reward, args=config, train_dataset=data)
     trainer.train()
@@ -100,6 +101,11 @@ def test_grpo_trainer_runs_with_grm_reward(tmp_path):
         assert [len(shown_responses(r.messages)) for r in call] == [4]
     logged = [h for h in trainer.state.log_history if "rewards/grm_group/mean" in h]
     assert logged and all(0.0 <= h["rewards/grm_group/mean"] <= 1.0 for h in logged)
+    import pandas as pd
+
+    tables = sorted((tmp_path / "out" / "completions").glob("*.parquet"))
+    table = pd.read_parquet(tables[-1])  # the completions table TRL writes, one row per completion
+    assert list(table["grm_critique"]) == ["By length."] * len(table)
 
 
 def test_async_variant_gives_the_same_rewards_and_is_async_for_trl():
@@ -115,3 +121,36 @@ def test_async_variant_gives_the_same_rewards_and_is_async_for_trl():
     assert is_async_callable(reward) and not is_async_callable(GRMReward(rm))
     assert asyncio.run(reward(["p"] * 3, ["a", "aaa", ""])) == sync_out
     assert reward.__name__ == "grm_group" and reward.calls == 1
+
+
+def test_critiques_go_to_the_completions_table_through_log_extra():
+    rm, _ = by_length_rm()
+    extra, metrics = {}, {}
+    reward = GRMReward(rm, n_max=2, seed=0, critique_chars=8)
+    out = reward(["p"] * 3, ["a", "bb", "c"], log_metric=metrics.__setitem__, log_extra=extra.__setitem__)
+    assert len(out) == 3 and extra == {"grm_critique": ["By leng…"] * 3} and "grm/unscored" in metrics
+    assert GRMReward(rm)(["p"], ["a"]) == [1 / 9]  # no log_extra (other trainers): nothing logged, same rewards
+
+
+def test_the_critique_is_the_best_rated_judgement():
+    from grm.integrations.trl import critique
+    from grm.types import Judgement, Reward
+
+    judgements = [Judgement("t0", analysis="far", scores=[9, 1]), Judgement("t1", analysis="close", scores=[5, 5])]
+    judgements.append(Judgement("unread", error="no scores"))
+    voted = Reward(rewards=[14, 6], best=0, judgements=judgements, n_valid=2, mean=[7, 3], kept=[0, 1])
+    assert critique(voted) == "far"  # closest to the vote (7, 3)
+    rated = Reward(**{**voted.__dict__, "meta_scores": [0.1, 0.9, 0.5]})
+    assert critique(rated) == "close"  # the meta RM's highest rated
+    assert critique(Reward(rewards=None, best=None, judgements=judgements[2:], n_valid=0, mean=None)) == ""
+
+
+def test_shaping_is_off_by_default_and_applies_within_each_prompts_group():
+    rm = GRM(ScriptedBackend(lambda m, j: "unreadable" if "bad" in m[-1]["content"] else judge_by(lambda r: 5)(m, j)))
+    prompts, completions = ["p", "p", "q", "bad"], ["a", "aaaa", "z", "x"]
+    assert GRMReward(rm)(prompts, completions) == pytest.approx([4 / 9, 4 / 9, 4 / 9, None])
+    shaped = GRMReward(rm, length_penalty=0.2, unscored="min")(prompts, completions)
+    assert shaped[:3] == pytest.approx([4 / 9, 4 / 9 - 0.2, 4 / 9]) and shaped[3] == 0.0  # no reward in its group
+    assert GRMReward(rm, unscored=-1.0)(prompts, completions)[3] == -1.0
+    with pytest.raises(ValueError, match="unscored"):
+        GRMReward(rm, unscored="max")
