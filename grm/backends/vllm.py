@@ -9,6 +9,7 @@ from typing import Any
 
 from grm.backends.base import Completion, GenerationRequest
 from grm.escaping import ControlTokens
+from grm.progress import enabled
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class VLLMBackend:
             sent.append(i)
         if prompts:
             with self._lock:
-                results = self.llm.generate(prompts, params, use_tqdm=self.progress)
+                results = self.llm.generate(prompts, params, use_tqdm=enabled(self.progress))
             for i, result in zip(sent, results):
                 completions = [_completion(o) for o in sorted(result.outputs, key=lambda o: o.index)]
                 out[i] = completions * requests[i].n if len(completions) == 1 else completions
