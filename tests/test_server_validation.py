@@ -73,3 +73,17 @@ def test_a_lone_surrogate_is_refused_naming_where_it_is():
     with pytest.raises(BadRequest, match=r"query\[0\].content holds a lone surrogate"):
         parse_body(b'{"query": [{"role": "user", "content": "\\udfff"}], "responses": ["a"]}')
     assert parse_body(b'{"query": "\\ud83d\\ude00"}') == {"query": "\U0001f600"}  # a pair is a character
+
+
+def test_server_settings_are_checked_when_made():
+    assert ServerConfig(group_size=8, failed_reward="min", seed=3).group_size == 8
+    for bad, message in [
+        ({"group_size": -1}, "group_size must be a whole number >= 0"),
+        ({"n_max": 0}, "n_max must be a whole number >= 1"),
+        ({"group_wait_s": float("nan")}, "group_wait_s must be a number >= 0"),
+        ({"length_penalty": -0.1}, "length_penalty must be a number >= 0"),
+        ({"failed_reward": "max"}, "failed_reward must be a number or 'min'"),
+        ({"seed": "7"}, "seed must be a whole number or None"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ServerConfig(**bad)

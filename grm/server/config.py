@@ -79,6 +79,9 @@ class ServerConfig:
                     or not (math.isfinite(value) and value >= 0)
                 ):
                     raise ValueError(f"{f.name} must be a number >= 0, got {value!r}")
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise ValueError(f"seed must be a whole number or None, got {seed!r}")
         failed = self.failed_reward
         if failed != "min" and (
             isinstance(failed, bool) or not isinstance(failed, numbers.Real) or not math.isfinite(failed)
