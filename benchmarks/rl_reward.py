@@ -13,8 +13,8 @@ identical rewards.
 The engine is scripted (``--engine scripted``, the default): its judgements are as long as an SPCT judgement
 (``--principle-tokens`` of criteria plus ``--analysis-tokens`` per response judged, plus the scores), and it takes
 ``--call-ms`` per call plus ``--token-us`` per generated token (a throughput-bound engine), so that the comparison
-measures what grm sends, not the machine. ``--engine shipped`` runs the shipped default GRM instead (transformers;
-slow on a CPU: use few prompts).
+measures what grm sends, not the machine. ``--engine shipped`` runs the shipped default GRM instead (transformers,
+on the synthetic task it judges, groups of 4; slow on a CPU: use few prompts).
 
     python benchmarks/rl_reward.py [--prompts 32] [--group-size 8] [-k 4] [--engine scripted|shipped]
 """
@@ -36,6 +36,8 @@ import uvicorn
 
 from grm import GRM, Item, ScoringOptions
 from grm.backends import Completion
+from grm.integrations.chat import ChatMarkers, detemplate
+from grm.integrations.groups import Sample, sample_key
 from grm.server import ServerConfig, create_app
 
 SHOWN = re.compile(r"\[The Start of Response \d+\]\n(.*?)\n\[The End of Response \d+\]", re.S)
@@ -83,16 +85,28 @@ class Counting:
         return out
 
 
+def chatml(question: str) -> str:
+    return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
 def rollouts(prompts: int, group: int) -> list[tuple[str, str]]:
     """(prompt, response) pairs, a ChatML prompt and its group of responses, as a policy would write them."""
     rng = random.Random(0)
     words = "the answer is clearly seven because each step adds two and we started from one so".split()
     out = []
     for p in range(prompts):
-        prompt = f"<|im_start|>user\nQuestion {p}: explain your reasoning briefly.<|im_end|>\n<|im_start|>assistant\n"
+        prompt = chatml(f"Question {p}: explain your reasoning briefly.")
         for _ in range(group):
             out.append((prompt, " ".join(rng.choices(words, k=rng.randint(5, 40)))))
     return out
+
+
+def synthetic_rollouts(prompts: int) -> list[tuple[str, str]]:
+    """Groups of 4 from the synthetic task the shipped GRM judges (a question, four candidate answers)."""
+    from grm.synthetic import make_examples
+
+    examples = make_examples(prompts, seed=0, response_weights=(0, 0, 0, 1))
+    return [(chatml(e.query), r) for e in examples for r in e.responses]
 
 
 def run_server(app):
@@ -122,8 +136,8 @@ async def post_all(url: str, bodies: list[dict]) -> list[float]:
 
 def judge_through_server(rm_factory, config: ServerConfig, pairs, order) -> dict:
     """Every rollout's reward, posted concurrently in ``order``; the engine's counts and the wall time."""
-    backend = Counting(rm_factory())
-    rm = GRM(backend, max_new_tokens=512)
+    rm = rm_factory()
+    backend = rm.backend
     server, thread, url = run_server(create_app(rm, config))
     try:
         t = time.perf_counter()
@@ -143,7 +157,7 @@ def judge_through_server(rm_factory, config: ServerConfig, pairs, order) -> dict
 
 def added_latency(rm_factory, k: int, pairs, n: int) -> tuple[float, float]:
     """(median latency through the server, median of the same item scored directly), one request at a time."""
-    rm = GRM(rm_factory(), max_new_tokens=512)
+    rm = rm_factory()
     server, thread, url = run_server(create_app(rm, ServerConfig(seed=0, default_k=k, cache_size=0)))
     through, direct = [], []
     try:
@@ -152,8 +166,10 @@ def added_latency(rm_factory, k: int, pairs, n: int) -> tuple[float, float]:
                 t = time.perf_counter()
                 client.post("/get_reward", json=openrlhf_body(prompt, response)).raise_for_status()
                 through.append(time.perf_counter() - t)
+                messages, text = detemplate(prompt, prompt + response + "<|im_end|>", ChatMarkers())
+                key = sample_key(Sample(messages, text))  # the server's key: the same judgement, drawn again
                 t = time.perf_counter()
-                rm.score_batch([Item(f"q{t}", [response])], ScoringOptions(k=k, seed=0))
+                rm.score_batch([Item(messages, [text])], ScoringOptions(k=k, seed=0), keys=[key])
                 direct.append(time.perf_counter() - t)
     finally:
         server.should_exit = True
@@ -174,16 +190,28 @@ def main() -> None:
     ap.add_argument("--latency-requests", type=int, default=20)
     args = ap.parse_args()
     if args.engine == "shipped":
-        shipped = GRM.from_pretrained(progress=False).backend
+        shipped = GRM.from_pretrained(progress=False)
+        args.group_size = 4
 
-        def factory():
-            return shipped
+        def factory() -> GRM:
+            return GRM(
+                Counting(shipped.backend),
+                shipped.template,
+                judge=shipped.judge,
+                score_range=shipped.score_range,
+                max_new_tokens=shipped.max_new_tokens,
+            )
+
+        pairs = synthetic_rollouts(args.prompts)
     else:
 
-        def factory():
-            return ScriptedEngine(args.principle_tokens, args.analysis_tokens, args.call_ms / 1000, args.token_us / 1e6)
+        def factory() -> GRM:
+            engine = ScriptedEngine(
+                args.principle_tokens, args.analysis_tokens, args.call_ms / 1e3, args.token_us / 1e6
+            )
+            return GRM(Counting(engine), max_new_tokens=512)
 
-    pairs = rollouts(args.prompts, args.group_size)
+        pairs = rollouts(args.prompts, args.group_size)
     n = len(pairs)
     order = list(range(n))
     common = {"seed": 0, "default_k": args.k, "max_in_flight": max(512, n)}

@@ -61,9 +61,11 @@ def test_a_group_missing_a_member_is_released_after_the_wait_and_the_late_one_ju
         results = await asyncio.wait_for(early, timeout=5)
         counters = buf.counters()
         late = await asyncio.wait_for(buf.reward(Sample(QUERY, RESPONSES[-1]), OPTIONS), timeout=1)
-        return results, counters, late
+        retries = [await buf.reward(Sample(QUERY, r), OPTIONS) for r in (RESPONSES[0], RESPONSES[-1])]
+        return results, counters, late, retries
 
-    results, counters, late = asyncio.run(main())
+    results, counters, late, retries = asyncio.run(main())
+    assert retries == [results[0], late] and buf.counters()["retried"] == 2  # both retries answered, none judged
     assert [r.group_size for r in results] == [5] * 5 and all(r.value is not None for r in results)
     assert counters["timed_out"] == 1 and counters["completed"] == 0 and counters["waiting"] == 0
     assert late.group_size == 1 and late.score == pytest.approx((by_length(RESPONSES[-1]) - 1) / 9)

@@ -119,8 +119,8 @@ class _Group:
 class GroupBuffer:
     """Holds per-sample calls until their group is complete, judges groups listwise (see the module docs).
 
-    ``size``: the samples of a group (0: per-sample calls are not held; each is judged at once, alone, and only
-    :meth:`judge_group` judges groups). ``score_range``: the GRM's, for the [0, 1] scale; ``shaping`` is applied
+    ``size``: the samples of a group (0 or 1: per-sample calls are not held; each is judged at once, alone, and
+    only :meth:`judge_group` judges groups). ``score_range``: the GRM's, for the [0, 1] scale; ``shaping`` is applied
     within each group.
     """
 
@@ -201,8 +201,11 @@ class GroupBuffer:
             return member
         g = _Group(key, sample, options)
         member = self._add(g, sample.response)
-        if self.size <= 1 or (retained is not None and retained.timed_out):
-            self.late += retained is not None
+        if retained is not None and retained.timed_out:  # its group was judged without it: alone, at once
+            self.late += 1
+            retained.members.append(member)  # where a retry of it will look
+            self._release(g, timed_out=False, late=True)
+        elif self.size <= 1:
             self._release(g, timed_out=False)
         else:
             self._open[key] = g
@@ -221,15 +224,16 @@ class GroupBuffer:
             self._released.popitem(last=False)
         return self._released.get(key)
 
-    def _release(self, g: _Group, timed_out: bool) -> None:
+    def _release(self, g: _Group, timed_out: bool, late: bool = False) -> None:
+        """Judge ``g`` now (``late``: a sample whose group was judged without it, kept in that group's record)."""
         if self._open.get(g.key) is g:
             del self._open[g.key]
         if g.timer is not None:
             g.timer.cancel()
         g.timed_out, g.released_at = timed_out, time.monotonic()
         self.timed_out += timed_out
-        self.completed += not timed_out
-        if self.retain:
+        self.completed += not (timed_out or late)
+        if self.retain and not late:
             self._released[g.key] = g
             self._released.move_to_end(g.key)
             while len(self._released) > self.retain:

@@ -144,7 +144,7 @@ async def router_compute_score(
     rm, buffer = _router(reward_router_address, reward_model_tokenizer)
     sample = Sample(normalize_query(question(extra_info)), solution_str, reference(ground_truth))
     options = ScoringOptions(k=_env_int("GRM_K", 1), seed=_router_seed())
-    if buffer.size:
+    if buffer.size > 1:
         result = await buffer.reward(sample, options)
     else:
         (reward,) = await rm.ascore_batch(

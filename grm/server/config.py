@@ -43,7 +43,7 @@ class ServerConfig:
     on what else was sent with it."""
     group_size: int = 0
     """Samples of one prompt held until this many have arrived, then judged together (listwise, chunks of at most
-    ``n_max``); 0: each sample is judged alone, as it comes."""
+    ``n_max``); 0 or 1: each sample is judged alone, as it comes."""
     group_wait_s: float = 30.0
     """A group not complete this long after its first sample is judged with the samples it has."""
     n_max: int = 8

@@ -136,7 +136,7 @@ class RewardService:
         with self.reserve(self.work_of(len(request.samples), options)):
             if request.grouped:
                 return await self.groups.judge_group(request.samples, options)
-            if self.config.group_size:
+            if self.config.group_size > 1:
                 return list(await asyncio.gather(*(self.groups.reward(s, options) for s in request.samples)))
             return await self.alone(request.samples, options, request.seeded)
 
