@@ -1,10 +1,10 @@
 """Escaping user text so that it cannot pass for a prompt's structure or a chat template's control tokens.
 
-- Response blocks are delimited by lines such as ``[The Start of Response 2]``. Every line of user text that
-  looks like a delimiter (``[The Start of ...]`` or ``[The End of ...]``) gets a leading backslash; see
-  :func:`escape_delimiters`. "Looks like" is judged after Unicode normalisation: any line break (``\r``,
-  U+2028, U+0085, ``\v``, ``\f``...), fullwidth or look-alike brackets and letters, and invisible characters
-  (zero-width, BOM) do not hide a delimiter. Templates of your own should use the same delimiter shape.
+- Response blocks are delimited by lines such as ``[The Start of Response 2]`` (or ``[The Begin of ...]``, and
+  each judge format's own section headers and verdict markers). Every part of user text that looks like one gets a
+  backslash in front; see :func:`escape_delimiters`. "Looks like" is judged on a skeleton of the text
+  (:func:`skeleton`): fullwidth forms, look-alike letters and brackets, and every invisible, control, combining or
+  spacing character (by Unicode category) do not hide a delimiter, wherever in a line it stands.
 - Chat control tokens written as ``<|name|>`` or ``<｜name｜>`` (ChatML's ``<|im_end|>``, Llama 3's
   ``<|eot_id|>``...) get a backslash after their ``<`` (:func:`neutralize_control_tokens`), so that the model's
   tokenizer cannot read them as real turn markers. The transformers and vLLM backends also neutralise every
@@ -15,70 +15,103 @@ Everything else in user text is shown unchanged. This module knows text only: no
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
 from grm.types import Message
 
-# -- delimiters: decided on a "skeleton" of each line, so that look-alikes and invisible characters do not hide one
+# -- delimiters: found in a "skeleton" of the text, so that look-alikes and invisible characters do not hide one
 
 _LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() splits at
-_INVISIBLE = (
-    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164"
-    "\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
-)
-_BRACKETS = "[\uff3b\ufe47\u2045\u2772\u3010\u3014\u3016\u3018\u301a\u27e6\u298b\u298d\u298f\u2308\u230a\u23a1\u23a3"
-_BACKSLASHES = "\\\uff3c\ufe68\u2216\u29f5\u29f9"
-# A line (after any line break) whose first visible character could be a bracket or a backslash, long enough to
-# hold the shortest delimiter start, "[the end of" (11 characters).
-_LEADING_BLANKS = rf"(?:[^\S{_LINE_BREAKS}]|[{_INVISIBLE}])*+"
-_CANDIDATE = re.compile(
-    rf"(?:\A|(?<=[{_LINE_BREAKS}])){_LEADING_BLANKS}(?=[{re.escape(_BRACKETS + _BACKSLASHES)}][^{_LINE_BREAKS}]{{10}})"
-)
-_LINE_END = re.compile(f"[{_LINE_BREAKS}]")
-_DROP = re.compile(f"[{_INVISIBLE}\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")  # and accents
+_BLANK_GLYPHS = "\u115f\u1160\u2800\u3164\uffa0"
+"""Letters and symbols drawn as nothing (Hangul fillers, the braille blank): the only blanks no category marks."""
 _LOOKALIKES = {
     "a": "\u0430\u0410\u03b1\u0391\u0251\u1d00\u13aa\uab7a",
     "d": "\u0501\u0500\u13a0\uab70\u1d05",
     "e": "\u0435\u0415\u0395\u1d07\u13ac\uab7c\u04bd\u212e",
     "f": "\u0192\ua730\u03dc",
+    "g": "\u0261\u0262\u050c\u050d",
     "h": "\u04bb\u04ba\u041d\u043d\u0397\u029c\u13bb\uab8b\u0570",
+    "i": "\u0456\u0406\u03b9\u0399\u026a\u04cf\u04c0",
     "n": "\u0578\u043f\u0274\u039d\u03b7",
     "o": "\u043e\u041e\u03bf\u039f\u0585\u0555\u1d0f",
     "r": "\u0433\u0280\u13a1\uab71",
     "s": "\u0455\u0405\ua731\u13da\uabaa",
     "t": "\u0442\u0422\u03c4\u03a4\u1d1b\u13a2\uab72",
-    "[": _BRACKETS[1:],
-    "\\": _BACKSLASHES[1:],
+    "[": "\uff3b\ufe47\u2045\u2772\u3010\u3014\u3016\u3018\u301a\u27e6\u298b\u298d\u298f\u2308\u230a\u23a1\u23a3",
+    "\\": "\uff3c\ufe68\u2216\u29f5\u29f9",
+    "<": "\u2039\u3008\u27e8\u276e\u02c2\u1438\u2329",
+    "#": "\u266f\u2317",
 }
-_SKELETON = str.maketrans({c: ascii_char for ascii_char, chars in _LOOKALIKES.items() for c in chars})
-_DELIMITER = re.compile(r"\\*\[\s*the\s+(?:start|end)\s+of\b")
+_TO_ASCII = {c: ascii_char for ascii_char, chars in _LOOKALIKES.items() for c in chars}
+DELIMITERS = (r"\[the(?:start|begin|end)of",)
+"""What a delimiter looks like in the skeleton of user text (:func:`skeleton`: lower case, blanks dropped): the
+``[The Start of ...]`` / ``[The Begin of ...]`` / ``[The End of ...]`` lines of grm's and DeepSeek-GRM's
+templates. A judge format adds its own (its section headers, its verdict markers)."""
 
 
-def _skeleton(text: str) -> str:
-    """``text`` as it reads: compatibility forms unfolded, accents and invisible characters dropped, look-alike
-    letters and brackets mapped to ASCII, lower case."""
-    return _DROP.sub("", unicodedata.normalize("NFKD", text)).translate(_SKELETON).lower()
+def _fold(char: str) -> str:
+    """One character as :func:`skeleton` reads it."""
+    if char in _LINE_BREAKS:
+        return "\n"
+    category = unicodedata.category(char)
+    if category[0] in "CMZ" and category != "Cn" or char in _BLANK_GLYPHS:  # controls, formats, marks, spaces
+        return ""
+    if char in _TO_ASCII:
+        return _TO_ASCII[char]
+    unfolded = unicodedata.normalize("NFKD", char)
+    return char if unfolded == char else "".join(map(_fold, unfolded))
 
 
-def escape_delimiters(text: str) -> str:
-    """Prefix every delimiter-looking line (``[The End of Response 1]``...) with one more backslash.
+class _Folds(dict):
+    """``str.translate``'s table for :func:`skeleton`, filled as characters are met (a cached lookup runs in C)."""
 
-    A line is any text after a line break of any kind; it looks like a delimiter when, once leading spaces and
-    invisible characters are skipped and look-alikes are mapped to ASCII (:func:`_skeleton`), it reads
-    ``[the start of`` or ``[the end of`` after any number of backslashes. Adding a backslash even to lines that
-    already start with some keeps the mapping one-to-one, so no input can produce a bare delimiter line.
+    def __missing__(self, code: int) -> str:
+        folded = self[code] = _fold(chr(code))
+        return folded
+
+
+_FOLDS = _Folds()
+
+
+def skeleton(text: str) -> str:
+    """``text`` as it reads: compatibility forms unfolded (fullwidth, math letters), look-alike letters, brackets
+    and symbols mapped to ASCII, and dropped: every control, format, combining, space and separator character (by
+    Unicode category, not from a list) and the few letters drawn as nothing; line breaks of any kind become
+    ``\\n``. Lower case is left to the patterns (matched ignoring case)."""
+    return text.translate(_FOLDS)
+
+
+@functools.cache
+def _delimiter_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.I)
+
+
+def escape_delimiters(text: str, patterns: Sequence[str] = DELIMITERS) -> str:
+    """Put a backslash before every delimiter-looking part of ``text`` (``[The End of Response 1]``...).
+
+    A part looks like a delimiter when its :func:`skeleton` matches one of ``patterns`` (regular expressions over
+    the skeleton; default :data:`DELIMITERS`), wherever it stands in a line: no leading character, visible or not,
+    can hide one. Escaping even parts already preceded by backslashes keeps the mapping one-to-one, so no input
+    can produce a bare delimiter. Time is linear in the length of the text.
     """
-    out, done = [], 0
-    for m in _CANDIDATE.finditer(text):
-        start = m.end()
-        end = _LINE_END.search(text, start)
-        line = text[start : end.start() if end else len(text)]
-        if _DELIMITER.match(_skeleton(line)):
-            out += [text[done:start], "\\"]
-            done = start
-    return "".join(out) + text[done:] if out else text
+    folded = skeleton(text)
+    matches = list(_delimiter_pattern(tuple(patterns)).finditer(folded))
+    if not matches:
+        return text
+    out, done, position, reached = [], 0, 0, 0  # position in text, reached: its place in the skeleton
+    for m in matches:
+        while True:  # on to the character whose skeleton starts the match (past invisible ones)
+            width = len(_FOLDS[ord(text[position])])
+            if width and reached + width > m.start():
+                break
+            reached += width
+            position += 1
+        out += [text[done:position], "\\"]
+        done = position
+    return "".join(out) + text[done:]
 
 
 _CONTROL_TOKEN = re.compile(r"<(?=\|[^<>|\s]{1,64}\|>|\uff5c[^<>\uff5c\s]{1,64}\uff5c>)")
@@ -90,9 +123,10 @@ def neutralize_control_tokens(text: str) -> str:
     return _CONTROL_TOKEN.sub("<\\\\", text)
 
 
-def escape_user_text(text: str) -> str:
-    """User text made safe to place in a prompt: control tokens neutralised, delimiter lines escaped."""
-    return escape_delimiters(neutralize_control_tokens(text))
+def escape_user_text(text: str, delimiters: Sequence[str] = DELIMITERS) -> str:
+    """User text made safe to place in a prompt: control tokens neutralised, ``delimiters`` escaped (see
+    :func:`escape_delimiters`)."""
+    return escape_delimiters(neutralize_control_tokens(text), delimiters)
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -146,3 +180,11 @@ class ControlTokens:
     def messages(self, messages: Sequence[Message]) -> list[Message]:
         """Chat messages with the tokens neutralised in every content."""
         return [{**m, "content": self.escape(m["content"])} for m in messages]
+
+
+def added_tokens(tokenizer: object) -> list[str]:
+    """Every token added to a Hugging Face tokenizer's vocabulary, special or not (a GRM trained with its template's
+    phrases as single tokens has such tokens): what :func:`grm.model.protected_tokens` keeps user text from forming."""
+    return sorted(
+        str(getattr(t, "content", t)) for t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values()
+    )

@@ -47,13 +47,13 @@ def build_messages(
     """The meta RM's chat for one judgement.
 
     ``responses`` are in the caller's order and ``order`` is the judgement's (``order[p]`` = caller index of the
-    response shown at position ``p``; None: the caller's order), so the judgement's "Response 1.." point at the
-    texts it judged. ``text`` becomes the assistant turn.
+    response shown at position ``p``; None: the caller's order; a pairwise or one-at-a-time judge shows some of
+    them), so the judgement's "Response 1.." point at the texts it judged. ``text`` becomes the assistant turn.
     """
     responses = normalize_responses(responses)
     order = list(range(len(responses))) if order is None else list(order)
-    if sorted(order) != list(range(len(responses))):
-        raise ValueError(f"order {order} is not a permutation of the {len(responses)} response indices")
+    if not order or len(set(order)) != len(order) or not all(0 <= i < len(responses) for i in order):
+        raise ValueError(f"order {order} must list distinct indices of the {len(responses)} responses")
     if not isinstance(text, str):
         raise TypeError(f"judgement text must be a string, got {type(text).__name__}")
     messages = (template or load_template()).render(query, [responses[c] for c in order])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from grm.backends import Backend, Completion, GenerationRequest, load_backend
+from grm.escaping import ControlTokens
 from grm.judges import JudgeFormat, get_judge
 from grm.prompts import PromptTemplate
 from grm.scoring import (
@@ -59,6 +60,7 @@ class GRM:
             self.score_range = self.judge.score_range
         self.max_new_tokens = max_new_tokens
         self.max_retries = max_retries
+        self.protected = protected_tokens(backend, self.template)
         self._generate_lock = threading.Lock()
 
     @classmethod
@@ -138,9 +140,17 @@ class GRM:
         reference: str | None = None,
         hint: int | None = None,
     ) -> list[Message]:
-        """The chat messages sent for these responses, in the order given (no shuffling)."""
+        """The chat messages sent for these responses, in the order given (no shuffling), user text escaped for the
+        judge format (its delimiters, and the engine's tokens the template uses: see :func:`protected_tokens`)."""
         return self.template.render(
-            query, responses, score_range=self.score_range, principles=principles, reference=reference, hint=hint
+            query,
+            responses,
+            score_range=self.score_range,
+            principles=principles,
+            reference=reference,
+            hint=hint,
+            delimiters=self.judge.delimiters,
+            protect=self.protected,
         )
 
     def score(
@@ -282,3 +292,12 @@ class GRM:
                 return self.backend.generate(requests)
 
         return await asyncio.to_thread(locked)
+
+
+def protected_tokens(backend: Backend, template: PromptTemplate) -> ControlTokens | None:
+    """The engine's added tokens (special or not: ``backend.added_tokens``, which the transformers and vLLM
+    backends expose) that the template's own text contains, e.g. a ``[The End of Response `` token of a GRM trained
+    with its delimiters as single tokens. User text is kept from forming them, so it can never be tokenized into
+    the template's own ids. None when the backend cannot tell (an HTTP server: docs/scoring.md says what then)."""
+    tokens = [t for t in getattr(backend, "added_tokens", ()) or () if isinstance(t, str) and t in template.source]
+    return ControlTokens(tokens) if tokens else None

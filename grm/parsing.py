@@ -1,7 +1,8 @@
 """Read a GRM's generated text into a :class:`~grm.types.Judgement`.
 
 The scores are the **last** ``\\boxed{...}`` of the generated text (``\\boxed {...}`` too): earlier boxes
-(per-criterion sub-scores, a box quoted from a response) are ignored. Parsing never raises on model output: a
+(per-criterion sub-scores, a box quoted from a response) are ignored. Scores are written in ASCII digits: ``٣``,
+``７`` or ``𝟕`` in a box are not scores (an error, as any other unreadable box). Parsing never raises on model output: a
 problem is recorded as ``Judgement.error`` with a short reason and ``scores=None``. Every step takes time linear in
 the length of the text (no pattern here can backtrack over a run of spaces, digits or braces), so a degenerate
 sample of any size is parsed in milliseconds.
@@ -22,15 +23,15 @@ _SCORES = re.compile(_HEADER.format(name=r"(?:final\s++)?scores?"), re.I | re.M)
 _BOX_START = re.compile(r"\\boxed\s*+\{")
 _LATEX_TEXT = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*+)\}")
 # A comma or semicolon, or a whitespace run (taken whole: only where it starts) followed by a number.
-_SCORE_SEPARATOR = re.compile(r"[,;]|(?<!\s)\s++(?=[+-]?\d)")
-_INT = re.compile(r"[+-]?\d++")
+_SCORE_SEPARATOR = re.compile(r"[,;]|(?<!\s)\s++(?=[+-]?[0-9])")
+_INT = re.compile(r"[+-]?[0-9]++")
 _MAX_SCORE_DIGITS = 4000
 """Longer digit strings are out of any score range (and beyond what ``int()`` converts by default)."""
 
 # A principle is "<marker> <name> (Weight: <w>[%]) <separator> <description>"; the name has no ``*_(:`` or newline.
-_WEIGHT = re.compile(r"\(\s*+weight\s*+[:=]?\s*+(?P<weight>\d++(?:\.\d++)?)\s*+(?P<pct>%)?\s*+\)", re.I)
-_LINE_MARKER = re.compile(r"\s*+(?:\d++[.)]|[-*+])")
-_INLINE_MARKER = re.compile(r"(?<!\S)(?:\d++[.)]|[-+]|\*(?!\*))")  # "**" opens bold, not a bullet
+_WEIGHT = re.compile(r"\(\s*+weight\s*+[:=]?\s*+(?P<weight>[0-9]++(?:\.[0-9]++)?)\s*+(?P<pct>%)?\s*+\)", re.I)
+_LINE_MARKER = re.compile(r"\s*+(?:[0-9]++[.)]|[-*+])")
+_INLINE_MARKER = re.compile(r"(?<!\S)(?:[0-9]++[.)]|[-+]|\*(?!\*))")  # "**" opens bold, not a bullet
 _NAME_FORBIDDEN = re.compile(r"[*_(\n:]")
 _AFTER_WEIGHT = re.compile(r"\s*+(?:\*\*|__)?\s*+[:\-–]?\s*+")  # a description may start on the next line
 _GAP_BEFORE_BOX = re.compile(r"[\s*_:$]*+")
@@ -51,7 +52,7 @@ def _box_start(text: str, lo: int = 0) -> int:
     return -1
 
 
-def _box_content(text: str, start: int) -> str | None:
+def box_content(text: str, start: int) -> str | None:
     """Content of the box opening at ``start`` (nested braces matched); None if it is never closed."""
     open_brace = pos = _BOX_START.match(text, start).end()  # type: ignore[union-attr]
     depth = 1
@@ -67,7 +68,7 @@ def last_box(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` in ``text`` (nested braces matched); None if there is no box or
     the last one is never closed (truncated output: an earlier box is not the final answer)."""
     start = _box_start(text)
-    return None if start == -1 else _box_content(text, start)
+    return None if start == -1 else box_content(text, start)
 
 
 def _to_int(digits: str) -> int | None:
@@ -175,7 +176,7 @@ def parse_judgement(text: str, n: int, score_range: tuple[int, int] = (1, 10), *
         return Judgement(text=text, error="empty output")
     principles, analysis = parse_principles(text), parse_analysis(text)
     start = _box_start(text)
-    box = None if start == -1 else _box_content(text, start)
+    box = None if start == -1 else box_content(text, start)
     if box is None:
         error = "last \\boxed{ is never closed (truncated output?)" if start != -1 else "no \\boxed{} with scores"
         if truncated:

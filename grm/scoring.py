@@ -43,13 +43,16 @@ from grm.backends import BackendUnavailableError, Completion, GenerationRequest,
 from grm.judges import JudgeFormat, Reader
 from grm.parsing import parse_judgement
 from grm.seeding import item_seed, random_seed, request_seed, seeded_rng
-from grm.thinking import split_thinking
+from grm.thinking import split_thinking, strip_thinking
 from grm.types import Item, Judgement, Message, Reward
 
 logger = logging.getLogger(__name__)
 
 SAMPLING_TEMPERATURE = 0.5
 """Temperature for k > 1 samples and for retries of failed samples (the paper samples at 0.5)."""
+
+TOURNAMENTS = ("all-pairs", "knockout")
+"""How a pairwise judge ranks more than two responses (:class:`ScoringOptions` ``tournament``)."""
 
 LEAST_SETTLED = 0.1
 """With a budget, a round after the first serves the undecided items whose estimated risk is at least this share
@@ -83,6 +86,14 @@ class ScoringOptions:
       if the budget is smaller), then each round goes to the undecided items whose decision is least settled
       (highest estimated risk), up to k each, until the budget is spent. Implies drawing in rounds. Unlike the
       rest, a budget is shared by the batch: an item's samples then depend on the others.
+    - ``tournament``: how a pairwise judge (``grm.judges``, ``shows="two"``) ranks more than two responses:
+      ``all-pairs`` (every pair, k samples each; a response's reward is its wins, a tie counting a half) or
+      ``knockout`` (a seeded bracket, k samples per match, the winner of each match going on; fewer judgements,
+      n - 1 matches; the best response is the champion). Other judges ignore it.
+    - ``thinking_tokens``: room for a thinking judge's reasoning, added to ``max_new_tokens`` (the answer's room);
+      a judgement cut off while thinking is unreadable ("truncated in thinking") and retried like any other.
+    - ``strip_thinking``: before judging, remove each response's own thinking block and trailing chat special
+      tokens (:func:`grm.thinking.strip_thinking`), for RL on a thinking policy whose rollouts keep them.
 
     The meta RM itself is not an option: it is a model, passed beside the options (``meta_rm=``).
     """
@@ -98,16 +109,25 @@ class ScoringOptions:
     adaptive_round: int = 4
     risk: float = 0.0
     budget: int | float | None = None
+    tournament: str = "all-pairs"
+    thinking_tokens: int | None = None
+    strip_thinking: bool = False
 
     def __post_init__(self) -> None:
         for name, low in (("k", 1), ("adaptive_round", 1)):
             _set_integer(self, name, low)
-        for name, low in (("seed", None), ("max_new_tokens", 1), ("max_retries", 0), ("k_meta", 1)):
+        for name, low in (
+            ("seed", None),
+            ("max_new_tokens", 1),
+            ("max_retries", 0),
+            ("k_meta", 1),
+            ("thinking_tokens", 0),
+        ):
             if getattr(self, name) is not None:
                 _set_integer(self, name, low)
         if self.k_meta is not None and self.k_meta > self.k:
             raise ValueError(f"k_meta must be in 1..k={self.k}, got {self.k_meta}")
-        for name in ("shuffle", "adaptive"):
+        for name in ("shuffle", "adaptive", "strip_thinking"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         t = self.temperature
@@ -119,6 +139,10 @@ class ScoringOptions:
         object.__setattr__(self, "risk", float(r))
         if r > 0 and not self.in_rounds:
             raise ValueError("risk applies to adaptive scoring: set adaptive=True (or a budget)")
+        if self.tournament not in TOURNAMENTS:
+            raise ValueError(f"tournament must be one of {', '.join(TOURNAMENTS)}, got {self.tournament!r}")
+        if self.tournament == "knockout" and self.in_rounds:
+            raise ValueError("a knockout draws its rounds one after another: adaptive and budget do not apply to it")
         b = self.budget
         if isinstance(b, numbers.Integral) and not isinstance(b, bool):
             _set_integer(self, "budget", 1)
@@ -168,6 +192,8 @@ def check_meta_rm(options: ScoringOptions, rated: bool) -> None:
     """ValueError for options that cannot work with (``rated``) or without a meta RM."""
     if options.k_meta is not None and not rated:
         raise ValueError("k_meta was given without a meta_rm")
+    if options.tournament == "knockout" and rated:
+        raise ValueError("a knockout decides each match as it goes, before a meta RM could choose; use all-pairs")
 
 
 def _set_integer(options: ScoringOptions, name: str, low: int | None) -> None:
@@ -304,6 +330,8 @@ class _ItemState:
     orders: list[list[int]]
     units: int
     judgements: list[Judgement | None]
+    groups: list[int] = dataclasses.field(default_factory=list)
+    bracket: list[int] | None = None
     drawn: int = 0
     n_retries: int = 0
     rounds: int = 0
@@ -342,6 +370,8 @@ class ScoringPlan:
         self.options, self.prompt, self.score_range, self.rated = options, prompt, score_range, rated
         self.judge = judge if judge is not None else get_judge("spct")
         coerced = [Item.coerce(it) for it in items]
+        if options.strip_thinking:
+            coerced = [dataclasses.replace(it, responses=[strip_thinking(r) for r in it.responses]) for it in coerced]
         if keys is None:
             keys = [i if item.id is None else item.id for i, item in enumerate(coerced)]
         else:
@@ -349,7 +379,7 @@ class ScoringPlan:
         k = options.k
         default_temperature = 0.0 if k == 1 else SAMPLING_TEMPERATURE
         self.temperature = default_temperature if options.temperature is None else options.temperature
-        self.max_new_tokens = options.max_new_tokens or max_new_tokens
+        self.max_new_tokens = (options.max_new_tokens or max_new_tokens) + (options.thinking_tokens or 0)
         self.max_retries = max_retries if options.max_retries is None else options.max_retries
         self.seed = random_seed() if options.seed is None else options.seed
         self.k_meta = (options.k_meta or max(1, k // 2)) if rated else None
@@ -358,9 +388,17 @@ class ScoringPlan:
         for item, key in zip(coerced, keys):
             seed = item_seed(self.seed, key)
             rng = seeded_rng(seed)
-            orders = self.judge.orders(len(item.responses), k, rng, options.shuffle)
-            units = len(orders) // k
-            self.states.append(_ItemState(item, seed, rng, orders, units, [None] * len(orders)))
+            n = len(item.responses)
+            if options.tournament == "knockout" and self.judge.shows == "two" and n > 2:
+                bracket = rng.sample(range(n), n)
+                pairs = [tuple(bracket[p : p + 2]) for p in range(0, n - 1, 2)]
+                orders = self.judge.pair_orders(pairs, k, rng, options.shuffle)
+                state = _ItemState(item, seed, rng, orders, len(pairs), [None] * len(orders), bracket=bracket)
+            else:
+                orders = self.judge.orders(n, k, rng, options.shuffle)
+                state = _ItemState(item, seed, rng, orders, len(orders) // k, [None] * len(orders))
+            state.groups = [j % state.units for j in range(len(state.orders))]
+            self.states.append(state)
         self.budget = options.budget_for(len(self.states), sum(len(s.orders) for s in self.states))
         self.spent = 0
 
@@ -382,7 +420,7 @@ class ScoringPlan:
                 break
             answered = yield from self.draw(pending, round_index)
             yield from self.rate(pending)
-            active = self._undecided(active) if answered else []
+            active = self._undecided(active) + self._next_matches(active) if answered else []
         for s in self.states:
             del s.judgements[s.drawn :]
 
@@ -442,8 +480,10 @@ class ScoringPlan:
             samples = s.drawn // s.units
             k_meta = max(1, round(samples * self.k_meta / self.options.k)) if self.k_meta is not None else None
             v = voting.vote(
-                judgements, len(s.item.responses), rng=s.rng, meta_scores=meta, k_meta=k_meta, units=s.units
+                judgements, len(s.item.responses), rng=s.rng, meta_scores=meta, k_meta=k_meta, groups=s.groups
             )
+            if s.bracket is not None and v.rewards is not None:  # a knockout's best is its champion
+                v.best = s.bracket[0]
             n_valid = sum(j.valid for j in judgements)
             if n_valid < len(judgements):
                 logger.debug("item %d: %d of %d judgements invalid", i, len(judgements) - n_valid, len(judgements))
@@ -473,7 +513,7 @@ class ScoringPlan:
         if not active:  # every item decided (with budget to spare)
             return []
         k = self.options.k
-        rounds = min(k, self.options.adaptive_round) if self.options.in_rounds else k
+        rounds = min(k, self.options.adaptive_round) if self.options.in_rounds else None
         left = None if self.budget is None else self.budget - self.spent
         if left is not None:
             if first:
@@ -485,7 +525,8 @@ class ScoringPlan:
         pending = []
         for i in active:
             s = self.states[i]
-            total, size = len(s.orders), rounds * s.units
+            total = len(s.orders)
+            size = total - s.drawn if rounds is None else rounds * s.units
             end = min(total, s.drawn + size, s.drawn + left) if left is not None else min(total, s.drawn + size)
             if end <= s.drawn:
                 break
@@ -495,6 +536,40 @@ class ScoringPlan:
             s.drawn = end
             s.rounds += 1
         return pending
+
+    def _next_matches(self, active: list[int]) -> list[int]:
+        """The knockout items among ``active`` with another round to play: each match just drawn is won by the
+        response with the higher sum of its valid scores (a tie, or no valid judgement, by a seeded coin), the
+        winners (and a bye) make the next bracket, and its matches are added to the item's judgements to draw."""
+        out = []
+        k = self.options.k
+        for i in active:
+            s = self.states[i]
+            if s.bracket is None or len(s.bracket) < 2 or s.drawn < len(s.orders):
+                continue
+            start = len(s.orders) - s.units * k
+            sums: dict[int, float] = {}
+            for j in range(start, len(s.orders)):
+                judgement = s.judgements[j]
+                if judgement is not None and judgement.valid:
+                    for r in s.orders[j]:
+                        sums[r] = sums.get(r, 0.0) + (judgement.scores[r] or 0.0)  # type: ignore[index]
+            winners = []
+            for p in range(0, len(s.bracket) - 1, 2):
+                a, b = s.bracket[p], s.bracket[p + 1]
+                score_a, score_b = sums.get(a, 0.0), sums.get(b, 0.0)
+                winners.append(a if score_a > score_b else b if score_b > score_a else s.rng.choice((a, b)))
+            s.bracket = winners + s.bracket[len(s.bracket) - len(s.bracket) % 2 :]  # a bye goes on
+            if len(s.bracket) < 2:
+                continue
+            pairs = [tuple(s.bracket[p : p + 2]) for p in range(0, len(s.bracket) - 1, 2)]
+            first_group = max(s.groups) + 1
+            s.units = len(pairs)
+            s.orders += self.judge.pair_orders(pairs, k, s.rng, self.options.shuffle)
+            s.groups += [first_group + j % s.units for j in range(s.units * k)]
+            s.judgements += [None] * (s.units * k)
+            out.append(i)
+        return out
 
     def _undecided(self, active: list[int]) -> list[int]:
         """The ``active`` items with samples left to draw whose decision is not made (see :class:`ScoringOptions`

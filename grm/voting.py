@@ -34,15 +34,16 @@ def argmax_random_tie(values: Sequence[float], rng: random.Random) -> int:
     return max(idx, key=values.__getitem__)
 
 
-def top_k_meta(meta_scores: Sequence[float], k_meta: int, units: int = 1) -> list[int]:
+def top_k_meta(meta_scores: Sequence[float], k_meta: int, groups: Sequence[int] | None = None) -> list[int]:
     """Indices (ascending) of the ``k_meta`` highest meta scores; equal scores keep the earlier sample. With
-    ``units`` > 1 (a judge that sees part of an item per judgement: judgement ``i`` belongs to unit ``i % units``,
-    see :meth:`grm.judges.JudgeFormat.orders`), the ``k_meta`` highest of each unit."""
+    ``groups`` (one label per judgement: a judge that sees part of an item per judgement, e.g. one pair, has a
+    group per part, see :meth:`grm.judges.JudgeFormat.orders`), the ``k_meta`` highest of each group."""
     if k_meta < 1:
         raise ValueError(f"k_meta must be >= 1, got {k_meta}")
+    labels = [0] * len(meta_scores) if groups is None else list(groups)
     kept: list[int] = []
-    for unit in range(units):
-        members = range(unit, len(meta_scores), units)
+    for label in dict.fromkeys(labels):
+        members = [i for i, g in enumerate(labels) if g == label]
         kept += sorted(members, key=lambda i: (-meta_scores[i], i))[:k_meta]
     return sorted(kept)
 
@@ -54,12 +55,12 @@ def vote(
     rng: random.Random,
     meta_scores: Sequence[float] | None = None,
     k_meta: int | None = None,
-    units: int = 1,
+    groups: Sequence[int] | None = None,
 ) -> Vote:
     """Sum each response's scores over the valid judgements.
 
     With ``meta_scores`` only the ``k_meta`` judgements rated highest by the meta RM are considered (default
-    half of them, at least one; per unit with ``units`` > 1, see :func:`top_k_meta`); invalid judgements among
+    half of them, at least one; per group with ``groups``, see :func:`top_k_meta`); invalid judgements among
     those are skipped, not replaced. A judgement that did not see a response (score None: a pairwise or
     one-at-a-time judge) adds nothing to it: ``mean[i]`` averages response i's scores over the judgements that saw
     it, and ``best`` is the highest mean (the highest sum when every judgement saw every response). An item with a
@@ -69,8 +70,8 @@ def vote(
     if meta_scores is not None:
         if len(meta_scores) != len(judgements):
             raise ValueError(f"got {len(meta_scores)} meta scores for {len(judgements)} judgements")
-        per_unit = max(1, len(judgements) // (2 * units)) if k_meta is None else k_meta
-        candidates = top_k_meta(meta_scores, per_unit, units)
+        per_group = len(judgements) // len(set(groups)) if groups else len(judgements)
+        candidates = top_k_meta(meta_scores, max(1, per_group // 2) if k_meta is None else k_meta, groups)
     kept = [i for i in candidates if judgements[i].valid]
     for i in kept:
         if len(judgements[i].scores) != n:  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ def test_disguised_delimiters_are_escaped(name):
 
 
 def test_ordinary_text_is_shown_unchanged():
-    for text in ("plain [The End of Response 1] inline", "[Then end of story]", "日本語 ✓ émoji 🙂\r\n[x]", "<|>"):
+    for text in ("plain [The Endgame of it] inline", "[Then end of story]", "日本語 ✓ émoji 🙂\r\n[x]", "<|>"):
         assert escape_user_text(text) == text
     msgs = PromptTemplate.load("default").render("q", ["Ünïcödé ✓ 🙂 [link](x)\n  indented", "b"])
     assert shown_responses(msgs) == ["Ünïcödé ✓ 🙂 [link](x)\n  indented", "b"]

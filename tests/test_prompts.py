@@ -65,7 +65,8 @@ def test_a_response_cannot_end_or_fake_a_block():
     assert "\n\\[The End of Response 1]" in msgs[-1]["content"]
     # Already-escaped lines gain one more backslash, so escaping is one-to-one.
     assert escape_delimiters("\\[The End of Query]") == "\\\\[The End of Query]"
-    assert escape_delimiters("text [The End of Query] inline") == "text [The End of Query] inline"
+    # Wherever in a line it stands: no leading text, visible or not, hides a delimiter.
+    assert escape_delimiters("text [The End of Query] inline") == "text \\[The End of Query] inline"
 
 
 def test_user_template_file_is_sandboxed(tmp_path):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
+from grm.thinking import split_thinking
 from grm.types import Message
 
 
@@ -64,6 +65,16 @@ class Completion:
     error: str | None = None
     stop_string: str | None = None
     reasoning: str | None = None
+
+
+def thinking_apart(completion: Completion) -> Completion:
+    """A completion generated after a prompt whose chat template opened a thinking block (``...<think>\\n``):
+    the thinking moved to ``reasoning`` and the text after its ``</think>`` kept as the text (empty when the
+    thinking never closed), as an OpenAI-compatible server with a reasoning parser returns it."""
+    if completion.error:
+        return completion
+    split = split_thinking(completion.text, opened=True)
+    return replace(completion, text=split.answer, reasoning=split.thinking)
 
 
 @runtime_checkable

@@ -31,6 +31,8 @@ from grm.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+"""Where OpenAI-compatible servers put a thinking model's reasoning, apart from its answer."""
 REFUSED = (401, 403, 404)
 """Statuses that mean the server will refuse every request (bad key, unknown model or path)."""
 
@@ -91,6 +93,9 @@ class OpenAIBackend:
     ``api_key`` defaults to ``$OPENAI_API_KEY`` (none for local servers).
     ``timeout`` bounds each HTTP request in seconds, from sending to the last byte; ``retries`` is how many times a
     failed request is tried again, waiting ``backoff * 2**attempt`` seconds (at most ``max_backoff``, with jitter).
+    A request that hangs is thus given up after at most ``(retries + 1) * timeout`` plus the waits: with the
+    defaults (120 s, 3 retries) about 8 minutes, then it is that completion's error. A thinking judge's long
+    answers may need a longer ``timeout``.
 
     Samples of one request are asked for with ``n=``; ``use_n=None`` finds out whether the server honours it (a
     server that answers fewer choices, or rejects ``n`` with 400/422 while single samples work, gets the rest as
@@ -109,8 +114,8 @@ class OpenAIBackend:
         *,
         api_key: str | None = None,
         max_concurrency: int = 32,
-        timeout: float = 600.0,
-        retries: int = 5,
+        timeout: float = 120.0,
+        retries: int = 3,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
         use_n: bool | None = None,
@@ -368,12 +373,19 @@ def _count(value: Any) -> int | None:
 
 
 def _completion(choice: dict[str, Any], n_tokens: int | None, stops: Sequence[str]) -> Completion:
-    text, finish = choice["message"].get("content"), choice.get("finish_reason")
-    finish = finish if isinstance(finish, str) else None
+    """A choice as a Completion. The reasoning a server returns apart (vLLM's ``reasoning``, ``reasoning_content``
+    before vLLM 0.11 and on hosted APIs) is kept as ``reasoning``; a choice with reasoning and no content was cut
+    off while thinking (its text is then empty, and grm reads it as such)."""
+    message, finish = choice["message"], choice.get("finish_reason")
+    text, finish = message.get("content"), finish if isinstance(finish, str) else None
+    reasoning = next((r for key in REASONING_FIELDS if isinstance(r := message.get(key), str)), None)
     if not isinstance(text, str):
-        return Completion("", n_tokens, finish, f"the answer has no text (finish_reason={finish!r})")
+        if reasoning is None:
+            return Completion("", n_tokens, finish, f"the answer has no text (finish_reason={finish!r})")
+        text = ""
     stop_reason = choice.get("stop_reason")  # vLLM and SGLang name the stop string that ended a choice
-    return Completion(text, n_tokens, finish, stop_string=stop_reason if stop_reason in stops else None)
+    stop = stop_reason if stop_reason in stops else None
+    return Completion(text, n_tokens, finish, stop_string=stop, reasoning=reasoning)
 
 
 def _excerpt(text: str, limit: int = 300) -> str:

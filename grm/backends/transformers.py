@@ -12,10 +12,11 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-from grm.backends.base import Completion, GenerationRequest, Sampling
-from grm.escaping import ControlTokens
+from grm.backends.base import Completion, GenerationRequest, Sampling, thinking_apart
+from grm.escaping import ControlTokens, added_tokens
 from grm.progress import progress_bar
 from grm.seeding import random_seed
+from grm.thinking import opens_thinking
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,12 @@ class TransformersBackend:
     leaves less of the context). The caller's global RNGs are untouched. Left padding can change a row's logits
     in the last bits (kernels sum the padded positions' zeros in another order); with ``batch_size=1`` there is
     no padding, and the same row gives the same logits whatever else is generated.
+
+    ``gguf_file="NAME.gguf"`` (a file in the folder ``model``) loads a GGUF model and its tokenizer through
+    transformers' GGUF support (install the ``gguf`` extra); the weights are dequantized on load. A chat template
+    that opens a thinking block in the prompt (``...<think>\\n``) gets its completions' thinking as
+    ``Completion.reasoning`` (see :func:`grm.backends.base.thinking_apart`); ``added_tokens`` lists the tokenizer's
+    added tokens, which a GRM keeps user text from forming (:func:`grm.model.protected_tokens`).
     """
 
     def __init__(
@@ -134,7 +141,10 @@ class TransformersBackend:
         else:
             self.model, self.name = model, getattr(model, "name_or_path", type(model).__name__)
         self.model.to(self.device).eval()
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.name, trust_remote_code=trust_remote_code)
+        gguf = {"gguf_file": model_kwargs["gguf_file"]} if model_kwargs.get("gguf_file") else {}  # model and tokenizer
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
+            self.name, trust_remote_code=trust_remote_code, **gguf
+        )
         if chat_template is not None:
             self.tokenizer.chat_template = chat_template
         if not getattr(self.tokenizer, "chat_template", None):
@@ -151,21 +161,30 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.progress = progress
         self.control_tokens = ControlTokens.of(self.tokenizer)
+        self.added_tokens = added_tokens(self.tokenizer)
 
-    def prompt_ids(self, messages: list[dict[str, str]], prefix: str = "") -> list[int]:
-        """Token ids of a chat prompt, ending with the assistant's generation header and then ``prefix``. The
+    def prompt_text(self, messages: list[dict[str, str]], prefix: str = "") -> str:
+        """A chat prompt as text, ending with the assistant's generation header and then ``prefix``. The
         tokenizer's special tokens written inside the messages or the prefix are neutralised (see
         :class:`grm.escaping.ControlTokens`): only the chat template makes control tokens."""
         guard = self.control_tokens
         text = self.tokenizer.apply_chat_template(guard.messages(messages), tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text + guard.escape(prefix), add_special_tokens=False)["input_ids"]
+        return text + guard.escape(prefix)
+
+    def prompt_ids(self, messages: list[dict[str, str]], prefix: str = "") -> list[int]:
+        """The token ids of :meth:`prompt_text`."""
+        return self.tokenizer(self.prompt_text(messages, prefix), add_special_tokens=False)["input_ids"]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         out: list[list[Completion | None]] = [[None] * r.n for r in requests]
         # (temperature, top_p, token limit, stop) -> rows of (request index, prompt ids, output slots, seed)
         rows: dict[tuple, list[tuple[int, list[int], list[int], int | None]]] = defaultdict(list)
+        opened = set()  # requests whose chat template opened a thinking block: their text starts inside it
         for i, req in enumerate(requests):
-            ids = self.prompt_ids(req.messages, req.prefix)
+            text = self.prompt_text(req.messages, req.prefix)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not req.prefix and opens_thinking(text):
+                opened.add(i)
             if self.max_length is not None and len(ids) >= self.max_length:
                 err = f"prompt has {len(ids)} tokens; the model's context is {self.max_length}"
                 out[i] = [Completion("", 0, "error", err) for _ in range(req.n)]
@@ -191,6 +210,8 @@ class TransformersBackend:
                         for j in slots:
                             out[i][j] = completion
                     bar.update(len(chunk))
+        for i in opened:
+            out[i] = [thinking_apart(c) for c in out[i]]  # type: ignore[arg-type]
         return out  # type: ignore[return-value]
 
     @torch.inference_mode()

@@ -7,9 +7,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from grm.backends.base import Completion, GenerationRequest
-from grm.escaping import ControlTokens
+from grm.backends.base import Completion, GenerationRequest, thinking_apart
+from grm.escaping import ControlTokens, added_tokens
 from grm.progress import enabled
+from grm.thinking import opens_thinking
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class VLLMBackend:
             raise ValueError(f"the tokenizer of {model!r} has no chat template; pass chat_template=...")
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self.control_tokens = ControlTokens.of(self.tokenizer)
+        self.added_tokens = added_tokens(self.tokenizer)
         self.progress = progress
         self._lock = threading.Lock()  # one engine call at a time (ascore runs generate in worker threads)
 
@@ -74,7 +76,8 @@ class VLLMBackend:
         out: list[list[Completion]] = [[] for _ in requests]
         if not requests:
             return out
-        ids = self.tokenizer(self.prompt_texts(requests), add_special_tokens=False)["input_ids"]
+        texts = self.prompt_texts(requests)
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         prompts, params, sent = [], [], []
         for i, (req, prompt) in enumerate(zip(requests, ids)):
             if len(prompt) >= self.max_model_len:
@@ -99,6 +102,8 @@ class VLLMBackend:
                 results = self.llm.generate(prompts, params, use_tqdm=enabled(self.progress))
             for i, result in zip(sent, results):
                 completions = [_completion(o) for o in sorted(result.outputs, key=lambda o: o.index)]
+                if not requests[i].prefix and opens_thinking(texts[i]):  # the chat template opened a thinking block
+                    completions = [thinking_apart(c) for c in completions]
                 out[i] = completions * requests[i].n if len(completions) == 1 else completions
         return out
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
+from grm.escaping import DELIMITERS
 from grm.prompts import PromptTemplate
 from grm.types import Judgement, normalize_score_range
 
@@ -34,6 +35,9 @@ class JudgeFormat:
       ``two`` (pairwise judges; an item of N responses is compared pair by pair).
     - ``score_range``: the range of the scores the reader returns (``(0, 1)`` for a pairwise verdict).
     - ``thinks``: the judge writes a thinking block before its answer (give it room: see docs/judges.md).
+    - ``delimiters``: what in user text would look like the prompt's structure or a verdict (regular expressions
+      over :func:`grm.escaping.skeleton`), escaped wherever it appears; default :data:`grm.escaping.DELIMITERS`.
+    - ``max_responses``: the most responses one judgement may show (None: no limit).
     - ``source``: the paper, model card or repository file the format follows.
 
     Whatever the format, a judgement's ``scores`` end up in the caller's order (None for a response it did not
@@ -47,6 +51,8 @@ class JudgeFormat:
     shows: str = "all"
     score_range: tuple[int, int] = (1, 10)
     thinks: bool = False
+    delimiters: tuple[str, ...] = DELIMITERS
+    max_responses: int | None = None
     source: str = ""
     description: str = ""
 
@@ -74,6 +80,8 @@ class JudgeFormat:
     def units(self, n: int) -> list[tuple[int, ...]]:
         """The sets of caller indices one judgement sees, for an item of ``n`` responses: all of them, each alone,
         or every pair (a pairwise judge needs at least two responses)."""
+        if self.max_responses is not None and self.shows == "all" and n > self.max_responses:
+            raise ValueError(f"the {self.name!r} judge scores at most {self.max_responses} responses at once; got {n}")
         if self.shows == "all":
             return [tuple(range(n))]
         if self.shows == "one":
@@ -90,15 +98,21 @@ class JudgeFormat:
         samples of a pair are split between its two presentation orders (a seeded coin decides which order gets
         the odd one), so a judge that always prefers the first shown response comes out even.
         """
+        units = self.units(n)
         if self.shows == "all":
             return [_shuffled(n, rng) if shuffle else list(range(n)) for _ in range(k)]
-        units = self.units(n)
         if self.shows == "one":
             return [list(u) for _ in range(k) for u in units]
+        return self.pair_orders(units, k, rng, shuffle)
+
+    @staticmethod
+    def pair_orders(pairs: list[tuple[int, ...]], k: int, rng: random.Random, shuffle: bool = True) -> list[list[int]]:
+        """``k`` samples of each pair, sample-major, split between the pair's two presentation orders (a seeded
+        coin per pair decides which order gets the odd one); without ``shuffle``, in the order given."""
         if not shuffle:
-            return [list(u) for _ in range(k) for u in units]
-        flips = [rng.random() < 0.5 for _ in units]
-        return [list(u)[:: -1 if flips[i] != bool(s % 2) else 1] for s in range(k) for i, u in enumerate(units)]
+            return [list(u) for _ in range(k) for u in pairs]
+        flips = [rng.random() < 0.5 for _ in pairs]
+        return [list(u)[:: -1 if flips[i] != bool(s % 2) else 1] for s in range(k) for i, u in enumerate(pairs)]
 
 
 def _shuffled(n: int, rng: random.Random) -> list[int]:
