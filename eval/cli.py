@@ -6,9 +6,20 @@ import argparse
 import logging
 from pathlib import Path
 
-from grm.cli import adaptive_options, add_adaptive_args, add_meta_args, add_model_args, add_ray_args, open_scorer
 from grm.eval.benchmarks import BENCHMARKS
 from grm.eval.diagnostics import CHECKS, parse_checks
+from grm.flags import (
+    POSITIVE,
+    add_chunk_flag,
+    add_meta_flags,
+    add_model_flags,
+    add_ray_flags,
+    add_scoring_flags,
+    check_model_flags,
+    open_scorer,
+    scoring_options,
+)
+from grm.jobs import check_chunks
 
 logger = logging.getLogger("grm")
 
@@ -27,28 +38,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "each item draws up to K judgements and is scored by its own vote; the report gives the judgements drawn "
         "and no curves.",
     )
-    add_model_args(p)
+    add_model_flags(p)
     p.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS), help="which benchmark and scoring rule")
     p.add_argument(
         "--data",
         default=None,
         help="local file or folder, or hub dataset name (default: the benchmark's hub dataset; RMB: a clone's path)",
     )
-    p.add_argument("-k", type=int, default=1, help="judgements sampled per item (k=1: greedy)")
     p.add_argument("--output", required=True, type=Path, help="folder for the cache and the report")
-    add_meta_args(p)
-    add_ray_args(p)
-    add_adaptive_args(p)
-    p.add_argument("--seed", type=int, default=0, help="seed for shuffling, sampling, draws and tie-breaks")
-    p.add_argument("--temperature", type=float, default=None, help="default: 0 for k=1, 0.5 for k>1")
+    add_scoring_flags(p, k_help="judgements sampled per item")
+    add_meta_flags(p)
+    add_ray_flags(p)
     p.add_argument("--split", default=None, help="dataset split (default: the benchmark's)")
     p.add_argument("--name", default=None, help="dataset configuration name (hub datasets)")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N items")
-    p.add_argument(
-        "--chunk-size", type=int, default=32, help="items sent to the backend per call (--ray: split over the replicas)"
-    )
-    p.add_argument("--draws", type=int, default=8, help="random draws per k for voting@k and tie-breaks")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--limit", type=POSITIVE, default=None, help="score only the first N items")
+    add_chunk_flag(p, 32, "items")
+    p.add_argument("--draws", type=POSITIVE, default=8, help="random draws per k for voting@k and tie-breaks")
+    p.add_argument("--bootstrap", type=POSITIVE, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument(
         "--diagnose",
         default=None,
@@ -57,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"re-score a sample of items; cached in OUTPUT/{DIAGNOSTICS_FILE})",
     )
     p.add_argument(
-        "--diagnose-sample", type=int, default=100, metavar="N", help="items re-scored by position and injection"
+        "--diagnose-sample", type=POSITIVE, default=100, metavar="N", help="items re-scored by position and injection"
     )
     p.set_defaults(func=_eval_command)
 
@@ -66,19 +72,18 @@ def _eval_command(args: argparse.Namespace) -> int:
     from grm.eval.benchmarks import get_benchmark
     from grm.eval.report import write_report
     from grm.eval.runner import evaluate
-    from grm.scoring import ScoringOptions
 
     bench = get_benchmark(args.benchmark)
     checks = parse_checks(args.diagnose)
-    if set(checks) - {"length"} and args.diagnose_sample < 1:
-        raise ValueError(f"--diagnose-sample must be >= 1, got {args.diagnose_sample}")
     data = args.data or bench.hub_id
     if data is None:
         raise ValueError(f"--data is required for {bench.name}: it has no default hub dataset")
     # check the options and read the first item before loading any model, so that bad input fails fast
-    options = ScoringOptions(
-        k=args.k, seed=args.seed, temperature=args.temperature, k_meta=args.k_meta, **adaptive_options(args)
-    )
+    options = scoring_options(args)
+    check_chunks(options, args.chunk_size)
+    check_model_flags(args)
+    if args.ray:
+        import grm.distributed  # noqa: F401  (without the ray extra, nothing is loaded)
     next(iter(bench.items(data, split=args.split, name=args.name)), None)
     with open_scorer(args) as (scorer, meta_rm):  # with --ray: replicas on a Ray cluster
         result = evaluate(

@@ -1,20 +1,23 @@
 """Scoring on a Ray cluster (install extra ``ray``): a pool of GRM replicas, each a Ray actor that loads the model
 once and scores whole batches.
 
-- :func:`score_on_ray` is ``grm score`` on a cluster: rows stream from the input (read on the driver's node by
-  :mod:`grm.sources`, or any ``ray.data.Dataset``) through ``map_batches`` to the replicas, and each result is
-  appended to the output as it arrives, keyed as ``grm score`` keys it; a re-run skips the rows written.
+- :func:`score_on_ray` is ``grm score`` on a cluster, the same job (:class:`grm.jobs.ScoreJob`): rows stream from
+  the input (read on the driver's node by :mod:`grm.sources`, or any ``ray.data.Dataset``) through ``map_batches``
+  to the replicas, and each result is appended to the output as it arrives, keyed as ``grm score`` keys it; a
+  re-run with the same settings skips the rows written.
 - :func:`ray_grm` is a GRM whose engine (and meta RM) is a pool of replica actors, each generation call spread
   over them: what ``grm eval --ray``, ``grm train meta-rm-data --ray`` and RFT sampling on Ray score with.
 
 Each row or item is seeded by the job's seed and its key (:func:`grm.seeding.item_seed`), never by the replica or
 batch that scored it, so the output equals a single-process run with the same seed. A replica whose process dies
 is restarted by Ray (actors with ``max_restarts=-1``) and its unfinished batches are run again (``max_task_retries
-=-1``): a dead replica costs only the batches it held, and a row is written once, when its batch comes back.
+=-1``): a dead replica costs only the batches it held, and a row is written once, when its batch comes back (a
+batch Ray runs twice is recognised by the batch: each output row carries its batch's identity).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -24,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 try:
     import pyarrow as pa
     import ray
@@ -33,16 +34,16 @@ try:
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
     from ray.util import ActorPool
-except ImportError as e:  # pragma: no cover - depends on the install
-    raise ImportError(f"grm.distributed needs Ray: pip install 'grm[ray]' ({e})") from e
+except ModuleNotFoundError as e:  # pragma: no cover - depends on the install
+    raise ModuleNotFoundError(f"grm.distributed needs Ray: pip install 'grm[ray]' ({e})", name=e.name) from e
 
 from grm.backends import Completion, GenerationRequest
-from grm.cli import ERROR_WARNINGS
-from grm.isolation import score_rows
+from grm.jobs import JobStats, JobStopped, Row, ScoreJob, model_settings, score_rows
 from grm.model import GRM
-from grm.outputs import ScoreOutput
+from grm.outputs import STDOUT
 from grm.prompts import PromptTemplate
 from grm.rows import Columns, RowItem, row_item
+from grm.scoring import ScoringOptions
 from grm.sources import Source
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class Replica:
     num_cpus: float = 1
     num_gpus: float = 0
 
+    def settings(self) -> dict[str, Any]:
+        """What the replicas load that changes results, as recorded with an output (:func:`grm.jobs.model_settings`)."""
+        return model_settings(self.model, self.backend, self.model_kwargs, self.meta_rm)
+
     def load(self) -> tuple[Any, Any]:
         """``(grm, meta_rm or None)``, loaded in this process."""
         from grm.meta_rm import MetaRM
@@ -77,39 +82,33 @@ class Replica:
 
 class _RowScorer:
     """One replica in ``map_batches``: loads the GRM once, then turns each batch of read records (``key``,
-    ``where``, pickled ``row``, read ``error``) into output rows (pickled, with their ``key``)."""
+    ``where``, pickled ``row``, read ``error``) into output rows (pickled, with their ``key`` and their ``batch``:
+    an identity of the batch, the same when Ray runs the batch again)."""
 
-    def __init__(self, replica: Replica, columns: Columns, options: Mapping[str, Any]) -> None:
+    def __init__(self, replica: Replica, columns: Columns, options: ScoringOptions, judgements: bool) -> None:
         self.rm, self.meta_rm = replica.load()
-        self.columns, self.options = columns, dict(options)
+        self.columns, self.options, self.judgements = columns, options, judgements
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         records = batch.to_pylist()
-        rows: list[tuple[Any, str, RowItem]] = []
+        rows: list[Row] = []
         for r in records:
             if r["error"] is not None:
                 parsed = RowItem(None, None, error=r["error"])
             else:
                 parsed = row_item(pickle.loads(r["row"]), r["where"], self.columns)
             rows.append((r["key"], r["where"], parsed))
-        out = score_rows(self.rm, rows, meta_rm=self.meta_rm, **self.options)
-        return {"key": [r["key"] for r in records], "row": [pickle.dumps(row) for row in out]}
-
-
-@dataclass
-class RayScoreStats:
-    """What :func:`score_on_ray` did: rows ``scored`` and ``failed`` (error rows) now, ``skipped`` as already
-    written by an earlier run."""
-
-    scored: int = 0
-    failed: int = 0
-    skipped: int = 0
+        out = score_rows(self.rm, rows, self.options, meta_rm=self.meta_rm, judgements=self.judgements)
+        keys = [r["key"] for r in records]
+        batch_id = hashlib.blake2b(repr(keys).encode(), digest_size=12).hexdigest()
+        return {"key": keys, "batch": [batch_id] * len(keys), "row": [pickle.dumps(row) for row in out]}
 
 
 def score_on_ray(
     data: Any,
     output: str | Path,
     replica: Replica = Replica(),
+    options: ScoringOptions | None = None,
     *,
     replicas: int = 2,
     batch_size: int = 64,
@@ -119,69 +118,113 @@ def score_on_ray(
     key: str = "id",
     address: str | None = None,
     verbose: bool = False,
-    progress: bool = True,
-    **options: Any,
-) -> RayScoreStats:
+    progress: bool | None = None,
+    judgements: bool = True,
+    retry_errors: bool = False,
+    **overrides: Any,
+) -> JobStats:
     """Score the rows of ``data`` with ``replicas`` copies of ``replica`` on a Ray cluster and append ``grm
-    score``'s output rows to ``output`` (a JSONL file, or ``.parquet`` written at the end from its JSONL cache).
+    score``'s output rows to ``output`` (a JSONL file, or ``.parquet`` written at the end from its JSONL cache): the
+    job of :class:`grm.jobs.ScoreJob`, with the same settings recorded and checked, the same rows and accounting.
 
     ``data`` is anything :class:`grm.sources.Source` reads (a file, a folder, a hub dataset name; ``split`` and
     ``subset`` pick a part), read on the driver's node and keyed by row index as ``grm score`` keys it; or a
-    ``ray.data.Dataset``, each row keyed by its ``key`` column (unique integers or strings; written as the output
-    row's ``index``). ``batch_size`` rows go to a replica per call; ``options`` (``k``, ``seed``, ``temperature``,
-    ``shuffle``, ``k_meta``) to ``score_batch``. Rows already in ``output`` are skipped. ``address`` joins a
-    running cluster (``auto``, ``ray://...``); without it, and without a Ray session in this process, a local one
-    is started (and stopped at the end). Ray's logs reach the terminal only when ``verbose``.
+    ``ray.data.Dataset``, each row keyed by its ``key`` column, written as the output row's ``index``: the column
+    must hold unique integers or strings, checked (one pass over the column) before any replica starts.
+    ``batch_size`` rows go to a replica per call; ``options`` (or their fields as keywords: ``k``, ``seed``...)
+    score every row; ``judgements`` and ``retry_errors`` as for :class:`~grm.jobs.ScoreJob`. Rows already in
+    ``output`` are skipped. ``address`` joins a running cluster (``auto``, ``ray://...``); without it, and without
+    a Ray session in this process, a local one is started (and stopped at the end). Ray's logs reach the terminal
+    only when ``verbose``.
     """
-    if replicas < 1 or batch_size < 1:
-        raise ValueError(f"replicas and batch_size must be >= 1, got {replicas} and {batch_size}")
-    source = None if isinstance(data, ray.data.Dataset) else Source(data, split=split, name=subset)
-    if source is None and key not in (data.columns() or [key]):  # columns() is None when Ray cannot tell cheaply
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    if str(output) == STDOUT:
+        raise ValueError("--ray writes to a file (rows arrive out of order and a re-run resumes from it), not to -")
+    dataset = isinstance(data, ray.data.Dataset)
+    if dataset and key not in (data.columns() or [key]):  # columns() is None when Ray cannot tell cheaply
         raise ValueError(f"the dataset has no {key!r} column to key its rows by; it has {data.columns()}")
-    if source is not None and split is None and len(source.splits) > 1:
-        raise ValueError(f"{data} has the splits {source.splits}: choose one")
-    out = ScoreOutput(output)
-    done = out.finished("index", keep=lambda row: "error" in row)
-    if done:
-        logger.info("%s: %d rows already done (%d with errors)", out, len(done), sum(done.values()))
-    stats = RayScoreStats(skipped=len(done))
-    total = None if source is None else source.total
+    job = ScoreJob(
+        data,
+        output,
+        options,
+        model=replica.settings(),
+        columns=columns,
+        split=split,
+        subset=subset,
+        key=key if dataset else None,
+        name="a ray.data.Dataset" if dataset else None,
+        chunk_size=batch_size,
+        judgements=judgements,
+        retry_errors=retry_errors,
+        **overrides,
+    )
     started = connect(address, replicas * replica.num_cpus, verbose)
     try:
-        records = _read(data, split, subset, set(done), batch_size) if source else _keyed(data, key, set(done))
+        if dataset:
+            _check_keys(data, key)
+            records = _keyed(data, key, set(job.done))
+        else:
+            records = _read(data, split, subset, set(job.done), batch_size)
         scored = records.map_batches(
             _RowScorer,
-            fn_constructor_args=(replica, columns or Columns(), options),
+            fn_constructor_args=(replica, job.columns, job.options, judgements),
             batch_size=batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=1),
             num_cpus=replica.num_cpus,
             num_gpus=replica.num_gpus,
         )
-        written: set[Any] = set(done)
-        with (
-            out.writer() as writer,
-            tqdm(desc="score", unit="row", total=total, initial=len(done), disable=not progress) as bar,
-        ):
-            for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for row_key, blob in zip(batch["key"].to_pylist(), batch["row"].to_pylist()):
-                    if row_key in written:  # a batch Ray ran twice (e.g. a lost node's output rebuilt)
-                        continue
-                    written.add(row_key)
-                    row = pickle.loads(blob)
-                    writer.write(row)
-                    if "error" in row:
-                        stats.failed += 1
-                        if stats.failed <= ERROR_WARNINGS:
-                            logger.warning("%s", row["error"])
-                    else:
-                        stats.scored += 1
-                    bar.update(1)
+        return job.write(_once(scored), progress=progress)
     finally:
         if started:
             ray.shutdown()
-    out.finish()
-    return stats
+
+
+def _once(scored: ray.data.Dataset) -> Iterator[dict[str, Any]]:
+    """The output rows of ``scored`` as they arrive, each once: a row that comes again from the same batch (Ray ran
+    the batch again, e.g. to rebuild a lost node's output) is dropped. The keys are unique (checked first), so a
+    key that comes back from another batch is a fault, not a repeat: the job stops, with what it wrote kept."""
+    batch_of: dict[Any, str] = {}
+    try:
+        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row_key, batch_id, blob in zip(
+                batch["key"].to_pylist(), batch["batch"].to_pylist(), batch["row"].to_pylist()
+            ):
+                if row_key in batch_of:
+                    if batch_of[row_key] != batch_id:
+                        raise JobStopped(f"row {row_key!r} came back from two different batches")
+                    continue
+                batch_of[row_key] = batch_id
+                yield pickle.loads(blob)
+    except ray.exceptions.RayError as e:  # a replica or task that failed for good
+        raise JobStopped(f"Ray stopped the job: {type(e).__name__}: {str(e).splitlines()[0][:500]}") from e
+
+
+def _check_keys(dataset: ray.data.Dataset, key: str) -> None:
+    """ValueError naming the ``key`` column unless it holds integers or strings, each once (one pass over the
+    column, before any replica starts)."""
+    schema = dataset.schema()
+    if schema is not None and key in schema.names:
+        kind = schema.types[schema.names.index(key)]
+        if isinstance(kind, pa.DataType) and not (
+            pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        ):
+            raise ValueError(
+                f"the {key!r} column holds {kind} values; a row's key must be an integer or a string (it seeds the "
+                "row and names it in the output): cast the column, or key the rows by another"
+            )
+    seen: set[Any] = set()
+    for batch in dataset.select_columns([key]).iter_batches(batch_format="pyarrow", batch_size=65536):
+        for value in batch[key].to_pylist():
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise ValueError(f"the {key!r} column must hold integers or strings, got {value!r:.60}")
+            if value in seen:
+                raise ValueError(
+                    f"the {key!r} column repeats {value!r:.60}: each row needs a key of its own (it seeds the row and "
+                    "names it in the output)"
+                )
+            seen.add(value)
 
 
 def connect(address: str | None, num_cpus: float, verbose: bool = False) -> bool:
@@ -259,9 +302,7 @@ def _keyed(dataset: ray.data.Dataset, key: str, done: set[Any]) -> ray.data.Data
 def _dataset_records(batch: pa.Table, key: str, done: set[Any]) -> pa.Table:
     chunk = []
     for row in batch.to_pylist():
-        row_key = row[key]
-        if isinstance(row_key, bool) or not isinstance(row_key, int | str):
-            raise ValueError(f"the {key!r} column must hold unique integers or strings, got {row_key!r:.60}")
+        row_key = row[key]  # an integer or a string (see _check_keys)
         if row_key not in done:
             chunk.append({"key": row_key, "where": f"{key} {row_key}", "row": pickle.dumps(row), "error": None})
     return pa.Table.from_pylist(chunk, schema=_record_schema(batch.schema.field(key).type))

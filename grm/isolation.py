@@ -1,5 +1,5 @@
-"""Scoring a batch so that one item's failure stays that item's: what the CLI and the server score rows and
-requests with."""
+"""Scoring a batch so that one item's failure stays that item's, and a fault of the process or its environment
+stops the work instead of being recorded as items' failures: what ``grm score`` and the server score with."""
 
 from __future__ import annotations
 
@@ -8,10 +8,39 @@ from collections.abc import Sequence
 from typing import Any
 
 from grm.backends import BackendUnavailableError
-from grm.rows import RowItem, verdict
 from grm.types import Item, Reward
 
 logger = logging.getLogger(__name__)
+
+ENGINE_FAULTS = frozenset(
+    {
+        "EngineDeadError",  # vLLM's engine process died
+        "OutOfMemoryError",  # torch's CUDA out of memory
+        "RayActorError",  # a Ray replica died (and its subclasses below)
+        "ActorDiedError",
+        "ActorUnavailableError",
+        "WorkerCrashedError",
+        "NodeDiedError",
+        "ObjectLostError",
+        "OwnerDiedError",
+    }
+)
+"""Names of exception classes (or of a base class) raised when an engine, a device or a worker fails, whatever the
+item: matched by name so that no engine has to be imported to recognise its faults."""
+
+
+def environment_fault(error: BaseException) -> bool:
+    """Whether ``error`` is a fault of the process or its environment rather than of the item being scored: an
+    interrupt or exit (anything not an ``Exception``), an I/O error (``OSError``: a broken pipe, a full disk, a lost
+    connection), ``MemoryError``, an unavailable backend, a dead engine or worker (:data:`ENGINE_FAULTS`), a CUDA
+    error. Such an error says nothing about the item: scoring it again later may well succeed."""
+    if not isinstance(error, Exception):
+        return True
+    if isinstance(error, OSError | MemoryError | BackendUnavailableError):
+        return True
+    if isinstance(error, RuntimeError) and str(error).startswith(("CUDA error", "CUDA out of memory")):
+        return True
+    return any(cls.__name__ in ENGINE_FAULTS for cls in type(error).__mro__)
 
 
 def score_isolated(
@@ -21,15 +50,16 @@ def score_isolated(
     scored alone, under its own key (default: its position in ``items``), so it gets the reward the batch would
     have given it, and an item that still fails gets its exception in place of a reward, so the others are kept.
 
-    :class:`~grm.backends.BackendUnavailableError` is raised as it is: the backend answers no one, so retrying
-    item by item would only fail as many times.
+    A fault of the environment (:func:`environment_fault`: an unavailable backend, a broken pipe, memory, an
+    interrupt, a dead engine) is raised as it is, from the batch or from any item: it is not the items' failure,
+    and retrying item by item would only fail as many times.
     """
     keys = list(range(len(items))) if keys is None else list(keys)
     try:
         return list(rm.score_batch(items, keys=keys, **kwargs))
-    except BackendUnavailableError:
-        raise
     except Exception as e:
+        if environment_fault(e):
+            raise
         if len(items) == 1:
             return [e]
         logger.warning(
@@ -39,31 +69,8 @@ def score_isolated(
     for item, key in zip(items, keys):
         try:
             out.append(rm.score_batch([item], keys=[key], **kwargs)[0])
-        except BackendUnavailableError:
-            raise
         except Exception as e:
+            if environment_fault(e):
+                raise
             out.append(e)
-    return out
-
-
-def score_rows(rm: Any, rows: Sequence[tuple[Any, str, RowItem]], **kwargs: Any) -> list[dict[str, Any]]:
-    """``grm score``'s output rows for rows read as ``(index, where, parsed)`` (``where`` names the row in
-    messages, e.g. ``line 7``): the readable ones scored together by :func:`score_isolated`, each under its
-    ``index`` as key (``kwargs`` go to ``score_batch``), so a row's result does not depend on the rows scored with
-    it; a row that could not be read or scored gets ``{"index", "id", "error"}``, its error naming the row."""
-    readable = [(index, where, parsed) for index, where, parsed in rows if parsed.item is not None]
-    results = iter(
-        score_isolated(rm, [p.item for _, _, p in readable], keys=[i for i, _, _ in readable], **kwargs)
-        if readable
-        else []
-    )
-    out = []
-    for index, where, parsed in rows:
-        result = next(results) if parsed.item is not None else parsed.error
-        if isinstance(result, Reward):
-            row = {"index": index, "id": parsed.id, **result.to_dict()}
-            out.append(row | verdict(result) if parsed.shape == "pair" else row)
-        else:
-            error = result if isinstance(result, str) else f"{where}: scoring failed: {type(result).__name__}: {result}"
-            out.append({"index": index, "id": parsed.id, "error": error})
     return out

@@ -6,6 +6,7 @@ import codecs
 import json
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -96,6 +97,29 @@ def load_finished(path: str | Path, key: str, keep: Callable[[dict[str, Any]], A
             raise ValueError(f"{path}: {error or f'line {number} has no {key!r}'}; is this a grm output file?")
         done[row[key]] = row if keep is None else keep(row)
     return done
+
+
+def drop_rows(path: str | Path, drop: Callable[[dict[str, Any]], Any]) -> int:
+    """Remove the rows for which ``drop(row)`` is true from a JSONL file written by :class:`JsonlWriter` (the file
+    is replaced whole, never left half-written); returns how many were removed. Other lines are kept as they are."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    _repair_last_line(path)
+    partial = path.with_name(path.name + ".partial")
+    removed = 0
+    with open(path, "rb") as src, open(partial, "wb") as out:
+        for raw in src:
+            row, _ = _decode(raw)
+            if isinstance(row, dict) and drop(row):
+                removed += 1
+            else:
+                out.write(raw)
+    if removed:
+        os.replace(partial, path)
+    else:
+        partial.unlink()
+    return removed
 
 
 def _repair_last_line(path: Path, block: int = 1 << 16) -> None:

@@ -1,5 +1,6 @@
 """``grm score`` on data as users have it: every input format and row shape, the column flags, a malformed row in
-each format, parquet and standard-output outputs, and a quiet terminal. The GRM is scripted (no model): each
+each format, parquet and standard-output outputs, a quiet terminal, settings recorded and a resume with others
+refused, options checked before anything is loaded, faults of the environment, missing extras. The GRM is scripted (no model): each
 response's score is the number in its ``[qN]`` tag."""
 
 import http.server
@@ -14,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import grm.cli
+import grm.flags
+import grm.jobs
 from grm import GRM
 from grm.backends import BackendUnavailableError
 from grm.cli import main
@@ -30,7 +32,13 @@ def tag(text: str) -> int:
 def backend(monkeypatch):
     """The scripted backend ``grm score`` loads in place of a model."""
     scripted = ScriptedBackend(judge_by(tag))
-    monkeypatch.setattr(grm.cli, "load_grm", lambda args: GRM(scripted))
+    scripted.loads = 0
+
+    def load(args):
+        scripted.loads += 1
+        return GRM(scripted)
+
+    monkeypatch.setattr(grm.flags, "load_grm", load)
     return scripted
 
 
@@ -283,7 +291,7 @@ def test_standard_output_holds_only_rows(backend, tmp_path, capsys, caplog):
     rows = {r["index"]: r for r in map(json.loads, captured.out.splitlines())}
     check_shapes(rows)
     assert rows[6]["error"] == "line 7: expected a JSON object, got list"
-    assert "score" in captured.err  # the progress bar
+    assert "grm score: scored 6 rows, 1 failed" in captured.err  # the summary, on standard error
     assert any("scored 6 rows, 1 failed" in r.getMessage() for r in caplog.records)
     assert not any(p.name == "-" for p in tmp_path.iterdir())
 
@@ -347,5 +355,150 @@ def test_error_rows_are_logged_a_few_at_a_time(backend, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         assert score(inp, tmp_path / "out.jsonl") == 1
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == grm.cli.ERROR_WARNINGS + 1 and "see their error rows" in warnings[-1].getMessage()
+    assert len(warnings) == grm.jobs.ERROR_WARNINGS + 1 and "see their error rows" in warnings[-1].getMessage()
     assert len(read_out(tmp_path / "out.jsonl")) == 50
+
+
+def test_a_resume_with_other_settings_is_refused_before_a_model_is_loaded(backend, tmp_path, caplog):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert main(["score", "--input", str(inp), "--output", str(out), "-k", "8", "--seed", "0"]) == 0
+    written, loads = out.read_text(), backend.loads
+    with caplog.at_level(logging.ERROR):
+        assert main(["score", "--input", str(inp), "--output", str(out), "-k", "2", "--seed", "1"]) == 2
+    assert "k: 8 then, 2 now" in caplog.text and "seed: 0 then, 1 now" in caplog.text
+    assert f"Delete {out} to start afresh, or write to another output" in caplog.text
+    assert out.read_text() == written and backend.loads == loads  # nothing loaded, nothing written
+    for flags in (["--no-shuffle"], ["--temperature", "0.7"], ["--template", "correctness"], ["--max-retries", "2"]):
+        assert main(["score", "--input", str(inp), "--output", str(out), "-k", "8", "--seed", "0", *flags]) == 2
+    assert main(["score", "--input", str(inp), "--output", str(out), "-k", "8", "--seed", "0"]) == 0  # same: resumes
+    assert out.read_text() == written
+
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_text(written)  # rows written by a grm that recorded no settings
+    with caplog.at_level(logging.ERROR):
+        assert main(["score", "--input", str(inp), "--output", str(legacy), "-k", "8", "--seed", "0"]) == 2
+    assert "holds rows but no record of the settings" in caplog.text and legacy.read_text() == written
+
+
+def test_an_unseeded_run_draws_a_seed_records_it_and_resumes_with_it(backend, tmp_path, caplog):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(
+        "".join(
+            json.dumps({"id": i, "query": f"q{i}", "responses": ["a [q3]", "b [q5]", "c [q4]"]}) + "\n"
+            for i in range(6)
+        )
+    )
+    argv = ["score", "--input", str(inp), "--chunk-size", "2", "-k", "3"]
+    with caplog.at_level(logging.INFO):
+        assert main([*argv, "--output", str(out)]) == 0
+    seed = json.loads((tmp_path / "out.jsonl.settings.json").read_text())["settings"]["seed"]
+    assert f"seed {seed} (drawn; --seed {seed} repeats this run)" in caplog.text
+    full = {r["index"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert {r["seed"] for r in full.values()} == {seed}
+    out.write_text("".join(json.dumps(full[i]) + "\n" for i in (0, 1)))
+    assert main([*argv, "--output", str(out)]) == 0  # resumed without --seed: the recorded seed
+    assert {r["index"]: r for r in map(json.loads, out.read_text().splitlines())} == full
+    assert main([*argv, "--output", str(tmp_path / "again.jsonl"), "--seed", str(seed)]) == 0
+    assert read_out(tmp_path / "again.jsonl") == full  # --seed repeats the unseeded run
+
+
+def test_no_judgements_and_the_summary(backend, tmp_path, caplog):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in ROWS) + "[1]\n")
+    with caplog.at_level(logging.INFO):
+        assert score(inp, out, "-k", "3", "--no-judgements") == 1
+    rows = read_out(out)
+    assert all("judgements" not in r for r in rows.values()) and rows[0]["n_drawn"] == 3 and rows[0]["n_valid"] == 3
+    summary = f"grm score: scored 6 rows, 1 failed, 0 skipped as done; 3.00 judgements per row; output in {out}"
+    assert summary in caplog.text
+
+
+BAD_OPTIONS = [
+    ["--adaptive", "--risk", "1"],
+    ["--adaptive", "--risk", "nan"],
+    ["--adaptive", "--risk", "-0.1"],
+    ["--risk", "0.5"],  # risk without adaptive
+    ["--budget", "-1"],
+    ["--budget", "0"],
+    ["--budget", "1.5"],
+    ["--budget", "1"],  # one judgement for a chunk of two rows
+    ["--budget", "\u0663"],  # an Arabic-Indic three
+    ["-k", "\uff17"],  # a fullwidth seven
+    ["--seed", "\U0001d7d5"],  # a mathematical bold seven
+    ["--chunk-size", "0"],
+    ["--temperature", "inf"],
+    ["--temperature", "-1"],
+    ["--max-retries", "-1"],
+    ["--k-meta", "1"],  # without --meta-rm
+    ["--template", "no-such-template"],
+    ["--backend-arg", "novalue"],
+]
+
+
+@pytest.mark.parametrize("flags", BAD_OPTIONS, ids=lambda f: " ".join(f))
+def test_a_bad_option_fails_fast_and_writes_nothing(backend, tmp_path, flags, capsys):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert score(inp, out, *flags) == 2
+    assert backend.loads == 0 and list(tmp_path.iterdir()) == [inp]
+    if any(not c.isascii() for f in flags for c in f):
+        assert "ASCII" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "extra"),
+    [
+        (["serve"], "fastapi", "serve"),
+        (["train", "rft", "--config", "x.yaml"], "trl", "train"),
+        (["score", "--input", "in.jsonl", "--output", "out.jsonl", "--ray"], "ray", "ray"),
+        (["eval", "--benchmark", "rewardbench", "--data", "in.jsonl", "--output", "o", "--ray"], "ray", "ray"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else x[0],
+)
+def test_a_missing_extra_is_one_line_naming_it(backend, tmp_path, monkeypatch, capsys, command, module, extra):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_text(json.dumps({**ROWS[1], "subset": "chat"}) + "\n")
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if the extra were not installed
+    for loaded in ("grm.server", "grm.distributed", "grm.training.rft"):
+        monkeypatch.delitem(sys.modules, loaded, raising=False)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f'pip install "grm[{extra}]"' in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert backend.loads == 0
+
+
+def test_environment_faults_stop_the_run_with_what_was_written_kept(backend, tmp_path, caplog):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    real = backend.generate
+    for fault, code in ((OSError(28, "No space left on device"), 3), (KeyboardInterrupt(), 130)):
+        calls = []
+
+        def failing(requests, fault=fault, calls=calls):
+            calls.append(1)
+            if len(calls) == 2:
+                raise fault
+            return real(requests)
+
+        backend.generate = failing
+        with caplog.at_level(logging.ERROR):
+            assert score(inp, out) == code
+        assert "run the same command again to resume" in caplog.text
+        assert sorted(read_out(out)) == [0, 1] and not any("error" in r for r in read_out(out).values())
+        out.unlink()
+    backend.generate = real
+    assert score(inp, out) == 0 and len(read_out(out)) == 6
+
+
+def test_help_shows_the_defaults_and_every_trainer(capsys):
+    for argv, wanted in (
+        (["score", "--help"], ["(default: 1; k=1 is greedy)", "(default: 64)", "GRM_PROGRESS"]),
+        (["train", "--help"], ["meta-rm-data", "meta-rm", "rft", "grpo", "default-grm"]),
+        (["eval", "--help"], ["(default: 1; k=1 is greedy)", "(default: 32)"]),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        missing = [w for w in wanted if w not in text]
+        assert missing == [], (argv, missing)

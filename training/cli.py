@@ -11,19 +11,19 @@ TRAINERS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` command group to the ``grm`` parser."""
-    p = sub.add_parser(
-        "train", help="train a GRM (rft, grpo) or a meta RM", description="Train a GRM (rft, grpo) or a meta RM."
-    )
+    p = sub.add_parser("train", help="train a GRM or a meta RM, or make their data (grm train --help lists how)")
     trainers = p.add_subparsers(dest="trainer", required=True, metavar="TRAINER")
     for add in TRAINERS:
         add(trainers)
+    names = ", ".join(trainers.choices)
+    p.description = f"Train a GRM or a meta RM, or make their data. Trainers: {names}; grm train TRAINER --help."
 
 
 def _register_meta_rm(trainers: argparse._SubParsersAction) -> None:
     """``grm train meta-rm-data`` (sample and label judgements) and ``grm train meta-rm`` (BCE training)."""
     from pathlib import Path
 
-    from grm.cli import add_model_args, add_ray_args
+    from grm.flags import add_chunk_flag, add_model_flags, add_ray_flags, add_scoring_flags
 
     def run(name: str) -> Callable[[argparse.Namespace], int]:
         def command(args: argparse.Namespace) -> int:  # imports the trainer (torch, transformers) only when run
@@ -39,17 +39,13 @@ def _register_meta_rm(trainers: argparse._SubParsersAction) -> None:
         description="Sample k judgements per labelled example (pairs, best-of-N lists, ratings, labelled single "
         "responses: see grm.training.data) and write one row per judgement, labelled 1 (correct) or 0. Resumes.",
     )
-    add_model_args(d)
+    add_model_flags(d)
     d.add_argument("--input", required=True, help="labelled data: a file or dataset grm.training.data reads")
     d.add_argument("--format", default="auto", help="data format (see grm.training.data.FORMATS); default: per row")
     d.add_argument("--output", required=True, type=Path, help="JSONL of labelled judgements (appended to; resumes)")
-    d.add_argument("-k", type=int, default=8, help="judgements sampled per example")
-    d.add_argument("--seed", type=int, default=None, help="seed for shuffling and sampling")
-    d.add_argument("--temperature", type=float, default=None, help="default: 0.5 for k > 1")
-    d.add_argument(
-        "--chunk-size", type=int, default=16, help="examples sent to the backend per call (--ray: split over replicas)"
-    )
-    add_ray_args(d)
+    add_scoring_flags(d, rounds=False, k_help="judgements sampled and labelled per example")
+    add_chunk_flag(d, 16, "examples")
+    add_ray_flags(d)
     d.set_defaults(func=run("data_command"))
     # '+' prefix: every token after `meta-rm` (--config FILE, --max_steps 10, --help ...) goes to TrlParser.
     t = trainers.add_parser(

@@ -512,19 +512,13 @@ def train_command(args: argparse.Namespace) -> int:
 def data_command(args: argparse.Namespace) -> int:
     """``grm train meta-rm-data``: sample and label judgements of labelled examples (any format of
     :mod:`grm.training.data`)."""
-    from grm.cli import open_scorer
+    from grm.flags import check_model_flags, open_scorer, scoring_options
     from grm.training.data import LoadStats, iter_examples
 
+    options = scoring_options(args)  # checked before a model is loaded
+    check_model_flags(args)
     loaded = LoadStats()
     with open_scorer(args) as (grm, _):  # with --ray: replicas on a Ray cluster
         examples = iter_examples(args.input, format=args.format, score_range=grm.score_range, stats=loaded)
-        stats = build_dataset(
-            grm,
-            examples,
-            args.output,
-            k=args.k,
-            chunk_size=args.chunk_size,
-            seed=args.seed,
-            temperature=args.temperature,
-        )
+        stats = build_dataset(grm, examples, args.output, options, chunk_size=args.chunk_size)
     return 1 if stats.skipped or loaded.rejected else 0
