@@ -1,26 +1,27 @@
 """The evaluation cache: one JSONL row per judged item (a GRM's ``Reward``, or a scalar reward function's scores),
-keyed by item id and appended as items are scored, so that a run resumes where it stopped; and the check that a
-cached item was judged as this run judges it."""
+keyed by item id and appended as items are scored, so that a run resumes where it stopped, with the settings its
+rows were made with recorded beside it, so that a resumed run cannot mix rows of other settings."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grm.eval.base import EvalItem
 from grm.eval.metrics import Judged
-from grm.eval.plan import EvalPlan
 from grm.eval.scoring import item_judged, tokens
 from grm.jsonl import JsonlWriter, load_finished
+from grm.settings import resolve_settings, write_settings
 from grm.types import Judgement, Reward
 from grm.voting import Vote
 
 logger = logging.getLogger(__name__)
 
-FRESH = "pass another cache (or --output) to start afresh"
-"""How to start afresh, said by every refusal of a cache."""
+FRESH = "delete the cache to start afresh, or pass another one (grm eval: another --output)"
+"""How to start afresh, said by a refusal of a cache's row."""
 
 
 @dataclass
@@ -78,17 +79,29 @@ def _compact(row: dict[str, Any], path: str | Path) -> Cached:
 
 
 class EvalCache:
-    """A run's cache: the items it held when opened (:meth:`take` them as the data streams past), and a writer
-    appending each item scored now. Without a path it holds nothing and writes nothing."""
+    """A run's cache: the items it held when opened (:meth:`take` them as the data streams past), a writer
+    appending each item scored now, and the settings its rows were made with (:mod:`grm.settings`, recorded in
+    ``<cache>.settings.json``).
 
-    def __init__(self, path: str | Path | None) -> None:
+    Opening checks ``settings`` against the record: a cache holding rows made with other settings (or with no
+    record) is refused, naming each setting that differs and how to start afresh; a seed of None is the recorded
+    one (drawn for a new cache). :attr:`settings` holds what the run goes on with. Without a path it holds
+    nothing and writes nothing, and only draws the seed."""
+
+    def __init__(self, path: str | Path | None, settings: Mapping[str, Any]) -> None:
         self.path = None if path is None else Path(path)
         self.entries: dict[str, Cached] = {} if self.path is None else read_cache(self.path)
+        if self.path is None:
+            self.settings = resolve_settings("-", settings, started=False)
+        else:
+            restart = f"delete {self.path} to start afresh, or pass another cache (grm eval: another --output)"
+            self.settings = resolve_settings(self.path, settings, started=bool(self.entries), restart=restart)
         self._writer: JsonlWriter | None = None
 
     def __enter__(self) -> EvalCache:
         if self.path is not None:
             self._writer = JsonlWriter(self.path)
+            write_settings(self.path, self.settings)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,10 +109,10 @@ class EvalCache:
             self._writer.close()
             self._writer = None
 
-    def take(self, item: EvalItem, plan: EvalPlan) -> Judged | None:
-        """``item`` as the cache judged it (checked against ``plan``, see :func:`match`), None when not cached."""
+    def take(self, item: EvalItem) -> Judged | None:
+        """``item`` as the cache judged it (see :func:`match`), None when not cached."""
         entry = self.entries.pop(item.id, None)
-        return None if entry is None else match(entry, item, plan, where=f"{self.path}: item {item.id!r}")
+        return None if entry is None else match(entry, item, where=f"{self.path}: item {item.id!r}")
 
     def write(self, row: dict[str, Any]) -> None:
         if self._writer is not None:
@@ -111,35 +124,14 @@ class EvalCache:
             logger.warning("%s: %d cached items are not in this data and were ignored", self.path, len(self.entries))
 
 
-def match(entry: Cached, item: EvalItem, plan: EvalPlan, *, where: str) -> Judged:
-    """``item`` judged as the cache holds it; ValueError (naming ``where``) when the row was not made as ``plan``
-    makes them: by another kind of scorer, with another k, fixed-k against adaptive, with a meta RM or without
-    (an adaptive row's vote is the meta RM's when it had one), or for another number of responses."""
-    if (entry.k is not None) != plan.grm:
-        made = "a GRM" if entry.k is not None else "a scalar reward function"
-        raise ValueError(f"{where} was judged by {made}, not by this scorer; {FRESH}")
-    if plan.grm:
-        _check_grm_row(entry, plan, where)
+def match(entry: Cached, item: EvalItem, *, where: str) -> Judged:
+    """``item`` judged as the cache holds it; ValueError (naming ``where``) when the cached scores are for another
+    number of responses (the data changed under the cache). That the row was made with this run's settings is
+    checked once, when the cache is opened."""
     n = len(item.responses)
     if any(j.scores is not None and len(j.scores) != n for j in entry.judgements):
         raise ValueError(f"{where} has cached scores for other than its {n} responses; {FRESH}")
     judged = item_judged(item, entry.judgements, entry.meta)
-    if plan.grm:
+    if entry.k is not None:
         judged.vote, judged.n_drawn, judged.n_tokens = entry.vote, entry.n_drawn, entry.n_tokens
     return judged
-
-
-def _check_grm_row(entry: Cached, plan: EvalPlan, where: str) -> None:
-    k, adaptive = plan.k, plan.adaptive
-    if entry.adaptive != adaptive:
-        made, this = ("adaptively", "a fixed-k run") if entry.adaptive else (f"with all k={entry.k}", "adaptive")
-        raise ValueError(f"{where} was judged {made}, and this run is {this}; {FRESH}")
-    if not adaptive and entry.k != k:
-        raise ValueError(f"{where} has k={entry.k} cached judgements, expected k={k}; {FRESH}")
-    if adaptive and (entry.k != k or not 1 <= len(entry.judgements) <= k):
-        got = len(entry.judgements)
-        raise ValueError(f"{where} was judged adaptively with k={entry.k} ({got} judgements), not k={k}; {FRESH}")
-    if plan.rated and entry.meta is None:
-        raise ValueError(f"{where} was judged without a meta RM; {FRESH}")
-    if adaptive and not plan.rated and entry.meta is not None:
-        raise ValueError(f"{where} was judged with a meta RM, which made its vote; this run has none; {FRESH}")

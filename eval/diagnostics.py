@@ -25,8 +25,7 @@ gains compare scorers of the same scale; rates compare any two. Re-scored items 
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,12 @@ import numpy as np
 
 from grm.eval.base import EvalItem
 from grm.eval.metrics import Judged, average_ranks, bootstrap_intervals, nanmean, ranges
-from grm.eval.scoring import is_grm, judge, mean_scores
+from grm.eval.scoring import is_grm, judge, mean_scores, scorer_settings, scoring_settings
 from grm.jsonl import JsonlWriter, load_finished
 from grm.progress import progress_bar
 from grm.scoring import JudgementRater, ScoringOptions, resolve_options
-from grm.seeding import random_seed
+from grm.seeding import random_seed, rng_for, seeded_rng
+from grm.settings import resolve_settings, write_settings
 from grm.types import Reward
 from grm.voting import vote
 
@@ -72,12 +72,14 @@ SCALAR_RANGE = (1, 10)
 @dataclass
 class Diagnosis:
     """One check's numbers: ``scores`` (rates as fractions, score means and gains in the scorer's scale),
-    their 95% bootstrap ``intervals`` over items, and ``counts`` (items, comparisons, unscored ...)."""
+    their 95% bootstrap ``intervals`` over items, ``counts`` (items, comparisons, unscored ...), and the ``seed``
+    its tie-breaks and bootstrap used."""
 
     check: str
     scores: dict[str, float]
     intervals: dict[str, tuple[float, float]]
     counts: dict[str, int] = field(default_factory=dict)
+    seed: int | None = None
 
 
 def parse_checks(checks: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -98,7 +100,7 @@ class ItemSample:
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size
-        self._rng = random.Random(f"{seed}:diagnostics")
+        self._rng = seeded_rng(seed, "diagnostics")
         self._kept: list[tuple[int, EvalItem]] = []
         self._seen = 0
 
@@ -128,15 +130,17 @@ def run_diagnostics(
     n_bootstrap: int = 1000,
     cache: str | Path | None = None,
     progress: bool = True,
+    settings: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> dict[str, Diagnosis]:
     """Run ``checks`` (names from :data:`CHECKS`): ``length`` on the ``judged`` items, ``position`` and
     ``injection`` by re-scoring the ``sample`` items with ``scorer`` (as :func:`grm.eval.evaluate` does, with
     ``options`` and ``meta_rm`` but shuffling off, ``chunk_size`` items per call), caching the re-scores in
-    ``cache``. ``options`` as in :func:`grm.eval.evaluate` (default ``ScoringOptions(seed=0)``; seed None draws
-    one); the seed also seeds the bootstrap."""
+    ``cache``. ``options`` as in :func:`grm.eval.evaluate` (seed None draws one, recorded in each
+    :class:`Diagnosis`); the seed also seeds the bootstrap. The cache's rows are checked against ``settings``
+    (:mod:`grm.settings`; default: what the scorer says of itself, with the options), recorded beside it."""
     checks = parse_checks(checks)
-    options = resolve_options(options, overrides, default=ScoringOptions(seed=0))
+    options = resolve_options(options, overrides)
     if options.seed is None:
         options = options.replace(seed=random_seed())
     seed = options.seed
@@ -145,7 +149,9 @@ def run_diagnostics(
         out["length"] = length_check(judged, n_bootstrap=n_bootstrap, seed=seed)
     rescored = [c for c in checks if c != "length"]
     if rescored:
-        rescorer = Rescorer(scorer, cache, options, meta_rm=meta_rm, chunk_size=chunk_size, progress=progress)
+        rescorer = Rescorer(
+            scorer, cache, options, meta_rm=meta_rm, chunk_size=chunk_size, progress=progress, settings=settings
+        )
         if "position" in checks:
             out["position"] = position_check(sample, rescorer, n_bootstrap=n_bootstrap, seed=seed)
         if "injection" in checks:
@@ -168,30 +174,28 @@ class Rescorer:
         meta_rm: JudgementRater | None = None,
         chunk_size: int = 32,
         progress: bool = True,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.scorer, self.chunk_size, self.progress = scorer, chunk_size, progress
         self.grm = is_grm(scorer)
         self.options, self.meta_rm = options.replace(shuffle=False), meta_rm
-        k = self.k = options.k
+        self.k = options.k
         self.score_range: tuple[int, int] = tuple(getattr(scorer, "score_range", SCALAR_RANGE))  # type: ignore[assignment]
         self.cache = Path(cache) if cache is not None else None
         self.done: dict[str, list[float] | None] = {}
         if self.cache is not None:
-            rows = load_finished(self.cache, "id", keep=lambda row: (row.get("k"), row.get("mean")))
-            for key, (row_k, mean) in rows.items():
-                if (row_k is not None) != self.grm or (self.grm and row_k != k):
-                    made = "a scalar reward function" if row_k is None else f"a GRM with k={row_k}"
-                    this = f"a GRM with k={k}" if self.grm else "a scalar reward function"
-                    raise ValueError(
-                        f"{self.cache}: {key!r} was scored by {made}, not by this scorer ({this}); "
-                        "pass another cache (or --output) to start afresh"
-                    )
-                self.done[key] = mean
+            self.done = load_finished(self.cache, "id", keep=lambda row: row.get("mean"))
+            given = dict(settings) if settings is not None else scorer_settings(scorer, meta_rm)
+            given = scoring_settings(given, self.options)
+            restart = f"delete {self.cache} to start the diagnostics afresh"
+            self.settings = resolve_settings(self.cache, given, started=bool(self.done), restart=restart)
 
     def scores(self, variants: Sequence[tuple[str, EvalItem]], what: str) -> dict[str, list[float] | None]:
         """Scores of each ``(key, item)``, from the cache or scored now (the bar says ``what`` for)."""
         todo = [(key, item) for key, item in variants if key not in self.done]
         writer = JsonlWriter(self.cache) if self.cache is not None and todo else None
+        if writer is not None:
+            write_settings(self.cache, self.settings)
         quiet = not self.progress or not todo
         try:
             with progress_bar(total=len(todo), desc=f"diagnose {what}", unit="item", progress=not quiet) as bar:
@@ -219,9 +223,11 @@ class Rescorer:
         return {key: self.done[key] for key, _ in variants}
 
 
-def length_check(judged: Sequence[Judged], *, n_bootstrap: int = 1000, seed: int = 0) -> Diagnosis:
-    """The ``length`` diagnosis of judged items (their voted mean scores over all judgements)."""
-    rng = random.Random(seed)
+def length_check(judged: Sequence[Judged], *, n_bootstrap: int = 1000, seed: int | None = None) -> Diagnosis:
+    """The ``length`` diagnosis of judged items (their voted mean scores over all judgements); ``seed`` (None:
+    drawn, recorded in the diagnosis) breaks ties and seeds the bootstrap."""
+    seed = random_seed() if seed is None else seed
+    rng = rng_for(seed)
     # per item: longer wins and comparisons where the chosen one is shorter, shorter wins and comparisons where longer
     per_item: list[tuple[float, int, float, int]] = []
     scores_of: list[np.ndarray] = []
@@ -286,9 +292,11 @@ def length_check(judged: Sequence[Judged], *, n_bootstrap: int = 1000, seed: int
 
 
 def position_check(
-    sample: Sequence[EvalItem], rescorer: Rescorer, *, n_bootstrap: int = 1000, seed: int = 0
+    sample: Sequence[EvalItem], rescorer: Rescorer, *, n_bootstrap: int = 1000, seed: int | None = None
 ) -> Diagnosis:
-    """The ``position`` diagnosis of ``sample``: each item scored as given and reversed, shuffling off."""
+    """The ``position`` diagnosis of ``sample``: each item scored as given and reversed, shuffling off; ``seed``
+    (None: drawn, recorded in the diagnosis) seeds the bootstrap."""
+    seed = random_seed() if seed is None else seed
     given = rescorer.scores([(f"as_given/{it.id}", it) for it in sample], "position")
     reversed_items = [replace(it, responses=it.responses[::-1], truth=it.truth[::-1]) for it in sample]
     flipped = rescorer.scores([(f"reversed/{it.id}", it) for it in reversed_items], "position")
@@ -318,9 +326,11 @@ def position_check(
 
 
 def injection_check(
-    sample: Sequence[EvalItem], rescorer: Rescorer, *, n_bootstrap: int = 1000, seed: int = 0
+    sample: Sequence[EvalItem], rescorer: Rescorer, *, n_bootstrap: int = 1000, seed: int | None = None
 ) -> Diagnosis:
-    """The ``injection`` diagnosis of ``sample``: each payload of :data:`PAYLOADS` appended to a rejected response."""
+    """The ``injection`` diagnosis of ``sample``: each payload of :data:`PAYLOADS` appended to a rejected response;
+    ``seed`` (None: drawn, recorded in the diagnosis) seeds the bootstrap."""
+    seed = random_seed() if seed is None else seed
     targets = [(it, attacked) for it in sample if (attacked := _rejected(it.truth)) is not None]
     clean = rescorer.scores([(f"as_given/{it.id}", it) for it, _ in targets], "injection")
     names = list(PAYLOADS)
@@ -382,7 +392,7 @@ def _diagnosis(
     """A check's scores over all its items (``summary(index)``), with bootstrap intervals over the items."""
     everything = np.arange(n_items)
     intervals = bootstrap_intervals(lambda index, _: summary(index), [everything], n=n_bootstrap, seed=seed)
-    return Diagnosis(check, summary(everything), intervals if n_items else {}, counts)
+    return Diagnosis(check, summary(everything), intervals if n_items else {}, counts, seed)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:

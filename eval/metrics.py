@@ -8,7 +8,6 @@ response at random (shuffle, then argmax), as SPCT does. Scores are averaged ove
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import numpy as np
 
 from grm.metrics import average_ranks as average_ranks  # re-exported: eval's metrics, shared with training
 from grm.metrics import roc_auc as roc_auc
+from grm.seeding import seeded_rng
 from grm.types import Judgement
 from grm.voting import Vote, vote
 
@@ -62,7 +62,7 @@ def vote_values(
     pool = pools.pop() if pools else k
     out = np.empty((draws, len(judged)) if width == 1 else (draws, len(judged), width))
     for d in range(draws):
-        rng = random.Random(f"{seed}:{k}:{d}")  # tie-breaks
+        rng = seeded_rng(seed, k, d)  # tie-breaks
         if k < pool:  # k of the pool per item, at random, kept in sample order
             picks = np.sort(np.random.default_rng([seed, k, d]).random((len(judged), pool)).argsort(axis=1)[:, :k])
             rows = picks.tolist()
@@ -103,10 +103,10 @@ def bootstrap_intervals(
     *,
     units: np.ndarray | None = None,
     n: int = 1000,
-    seed: int = 0,
+    seed: int,
     level: float = 0.95,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals of every score ``summaries(index, copies)`` returns.
+    """Percentile bootstrap intervals of every score ``summaries(index, copies)`` returns, resampled with ``seed``.
 
     Each resample draws items with replacement within each group (subset), keeping the group sizes, so every
     subset and section stays defined. With ``units`` (one integer per item), whole units are drawn instead of

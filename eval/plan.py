@@ -11,7 +11,7 @@ from typing import Any
 from grm.eval.base import Benchmark
 from grm.eval.benchmarks import get_benchmark
 from grm.eval.diagnostics import parse_checks
-from grm.eval.scoring import is_grm
+from grm.eval.scoring import is_grm, scoring_settings
 from grm.scoring import ScoringOptions, resolve_options
 
 
@@ -56,6 +56,24 @@ class EvalPlan:
     def seeded(self, seed: int) -> EvalPlan:
         return dataclasses.replace(self, options=self.options.replace(seed=seed))
 
+    def settings(
+        self, data: str | Path, *, split: str | None, name: str | None, model: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """What changes the judgements a cache holds, recorded beside it (:mod:`grm.settings`): the data read, the
+        ``model``'s settings (:func:`~grm.eval.scoring.scorer_settings`, or the command line's), every scoring
+        option (``max_new_tokens`` and ``max_retries``: the option, else the model's) and, with a ``budget``
+        (shared by the items of a call), ``chunk_size``."""
+        settings = {
+            "benchmark": self.bench.name,
+            "data": str(Path(data).resolve()) if Path(data).exists() else str(data),
+            "split": split,
+            "name": name,
+            "scorer": "grm" if self.grm else "scalar",
+            **scoring_settings(model, self.options),
+            "chunk_size": self.chunk_size if self.options.budget is not None else None,
+        }
+        return settings
+
     def config(self, data: str | Path, *, split: str | None, name: str | None, limit: int | None) -> dict[str, Any]:
         """What :attr:`EvalResult.config` records: the data read and every setting (diagnostics' when run)."""
         config = {
@@ -90,16 +108,17 @@ def plan_evaluation(
     diagnose_sample: int = 100,
     skip_bad_rows: bool | None = None,
 ) -> EvalPlan:
-    """Check an evaluation's settings (see :func:`grm.eval.evaluate`), raising a ValueError or TypeError naming the
-    first one that cannot work: ``options`` with the keyword ``overrides`` applied, a scalar reward function given
-    GRM-only options or ``k`` > 1, a meta RM (``rated``) without a GRM, sizes below 1. A benchmark shown in a fixed
-    order turns shuffling off (an explicit ``shuffle=True`` is refused). The seed is left as given (None: drawn or
-    read from a cache later). ``skip_bad_rows`` None is the benchmark's rule (:attr:`Benchmark.skips_bad_rows`)."""
+    """Check an evaluation's settings (see :func:`grm.eval.evaluate`; ``scorer`` None: a GRM not loaded yet),
+    raising a ValueError or TypeError naming the first one that cannot work: ``options`` with the keyword
+    ``overrides`` applied, a scalar reward function given GRM-only options or ``k`` > 1, a meta RM (``rated``)
+    without a GRM, sizes below 1. A benchmark shown in a fixed order turns shuffling off (an explicit
+    ``shuffle=True`` is refused). The seed is left as given (None: drawn or read from a cache later).
+    ``skip_bad_rows`` None is the benchmark's rule (:attr:`Benchmark.skips_bad_rows`)."""
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     overrides = dict(overrides or {})
-    grm = is_grm(scorer)
+    grm = True if scorer is None else is_grm(scorer)
     checks = parse_checks(diagnose)
-    options = resolve_options(options, overrides, default=ScoringOptions(seed=0))
+    options = resolve_options(options, overrides)
     if diagnose_sample < 1 and set(checks) - {"length"}:
         raise ValueError(f"diagnose_sample must be >= 1, got {diagnose_sample}")
     if bench.fixed_order and grm and options.shuffle:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from grm.eval.diagnostics import Diagnosis, ItemSample, run_diagnostics
 from grm.eval.metrics import Judged, bootstrap_intervals, mean_summary, own_values, vote_values
 from grm.eval.plan import EvalPlan, plan_evaluation
 from grm.eval.reading import ItemReader
-from grm.eval.scoring import judge, judged_of
+from grm.eval.scoring import judge, judged_of, scorer_settings
 from grm.progress import progress_bar
 from grm.scoring import JudgementRater, ScoringOptions
 from grm.seeding import random_seed
@@ -111,29 +111,34 @@ def evaluate(
     diagnose: str | Sequence[str] = (),
     diagnose_sample: int = 100,
     skip_bad_rows: bool | None = None,
+    model: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> EvalResult:
     """Score ``benchmark`` on ``data`` (a local file or folder, or a hub dataset name) and compute its scores.
 
     ``scorer`` is a :class:`grm.GRM` or any callable ``(messages, responses) -> list[float]``. ``options`` (a
-    :class:`grm.ScoringOptions`, default ``ScoringOptions(seed=0)``; its fields also by keyword, e.g. ``k=8``) say
+    :class:`grm.ScoringOptions`, default ``ScoringOptions()``; its fields also by keyword, e.g. ``k=8``) say
     how a GRM scores, and go whole to its ``score_batch`` with ``meta_rm`` (which rates the ``k`` judgements and
     votes the top ``k_meta``). A scalar function takes only ``k=1`` and a ``seed``. A benchmark that shows the
     responses in a fixed order (JudgeBench) turns shuffling off (``shuffle=True`` by keyword is an error). The seed
-    also seeds the draws, the bootstrap and the diagnostics' sample; None draws one, recorded in
-    ``EvalResult.config``. Items go to the scorer ``chunk_size`` at a time (one ``score_batch`` call each; the
-    engine's batch size is the backend's), each item seeded by the seed and its id, so that neither
-    ``chunk_size`` nor what the cache held changes it.
+    also seeds the draws, the bootstrap and the diagnostics' sample; None draws one (a resumed cache's: the one it
+    recorded), recorded in ``EvalResult.config``. Items go to the scorer ``chunk_size`` at a time (one
+    ``score_batch`` call each; the engine's batch size is the backend's), each item seeded by the seed and its id,
+    so that neither ``chunk_size`` nor what the cache held changes it.
     With ``cache``, each item's judgements are appended to that JSONL file as they are made (a GRM's
     ``Reward.to_dict()``), keyed by item id, and a later call with the same cache scores only the items not in it.
+    The settings that change the judgements (the data, the model, every scoring option; see
+    :meth:`EvalPlan.settings`) are recorded in ``<cache>.settings.json``, and a call whose settings differ from a
+    cache's is refused, naming each setting that differs, before anything is scored. ``model`` holds the model's
+    settings to record (the command line's: model path, backend, template...); default: what the scorer says of
+    itself (:func:`~grm.eval.scoring.scorer_settings`).
     Voting@k and MetaRM@k for every k up to ``k`` are computed from the cached judgements by drawing k of them
     ``draws`` times per item; intervals come from ``n_bootstrap`` resamples of the items (of whole units, see
     :meth:`Benchmark.unit`).
 
     Options that draw in rounds (``adaptive``, with its ``risk``, or a ``budget``, which is per ``score_batch``
     call: ``chunk_size`` items) make an adaptive run: an item may stop before ``k``, its cache row holds the
-    judgements it drew, and it is scored by its own vote (see :class:`EvalResult`); its cache resumes adaptive
-    runs only, with the same ``k``, and a fixed-k run refuses it.
+    judgements it drew, and it is scored by its own vote (see :class:`EvalResult`).
 
     ``diagnose`` names bias checks (``"length"``, ``"position"``, ``"injection"``, or a comma-separated string) run
     beside the scores, see :mod:`grm.eval.diagnostics`; position and injection re-score ``diagnose_sample`` items
@@ -158,8 +163,14 @@ def evaluate(
         diagnose_sample=diagnose_sample,
         skip_bad_rows=skip_bad_rows,
     )
-    store = EvalCache(cache)
-    plan = plan.seeded(plan.options.seed if plan.options.seed is not None else random_seed())
+    model = scorer_settings(scorer, meta_rm) if model is None else {"scorer": "grm" if plan.grm else "scalar", **model}
+    store = EvalCache(cache, plan.settings(data, split=split, name=name, model=model))
+    if plan.options.seed is None:
+        how = "of the cache resumed" if store.entries else "drawn"
+        logger.info(
+            "seed %d (%s; seed=%d repeats this evaluation)", store.settings["seed"], how, store.settings["seed"]
+        )
+    plan = plan.seeded(store.settings["seed"])
     sample = ItemSample(plan.sample_size, plan.seed)
     judging = Judging(plan, scorer, meta_rm, store)
     reader = ItemReader(plan.bench, data, split=split, name=name, limit=limit, skip=plan.skip_bad_rows)
@@ -191,8 +202,30 @@ def evaluate(
     result.n_skipped, result.skipped = reader.n_skipped, [str(row) for row in reader.skipped]
     if plan.checks:
         diagnostics_cache = None if cache is None else Path(cache).with_suffix(".diagnostics.jsonl")
-        result.diagnostics = diagnose_judged(plan, judged, sample.items, scorer, meta_rm, diagnostics_cache, progress)
+        result.diagnostics = diagnose_judged(
+            plan, judged, sample.items, scorer, meta_rm, diagnostics_cache, progress, store.settings
+        )
     return result
+
+
+def check_cache(
+    benchmark: str | Benchmark,
+    data: str | Path,
+    cache: str | Path,
+    options: ScoringOptions | None = None,
+    *,
+    model: Mapping[str, Any],
+    rated: bool = False,
+    split: str | None = None,
+    name: str | None = None,
+    chunk_size: int = 32,
+    **overrides: Any,
+) -> None:
+    """Refuse, before a model is loaded, what :func:`evaluate` would refuse when it opens ``cache`` for a GRM with
+    these settings (``model``: the model's, as the command line records them; ``rated``: with a meta RM): bad
+    options, or a cache made with other settings (:class:`grm.settings.SettingsMismatch`). Nothing is written."""
+    plan = plan_evaluation(benchmark, None, options, overrides, rated=rated, chunk_size=chunk_size)
+    EvalCache(cache, plan.settings(data, split=split, name=name, model={"scorer": "grm", **model}))
 
 
 class Judging:
@@ -212,7 +245,7 @@ class Judging:
 
     def add(self, item: EvalItem) -> None:
         position = len(self.judged)
-        self.judged.append(self.cache.take(item, self.plan))
+        self.judged.append(self.cache.take(item))
         if self.judged[position] is not None:
             self.n_cached += 1
         else:
@@ -252,6 +285,7 @@ def diagnose_judged(
     meta_rm: JudgementRater | None,
     cache: Path | None,
     progress: bool,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Diagnosis]:
     """The plan's diagnostics of the judged items (``length``) and of the sampled ones re-scored (``position``,
     ``injection``, cached in ``cache``)."""
@@ -266,6 +300,7 @@ def diagnose_judged(
         n_bootstrap=plan.n_bootstrap,
         cache=cache,
         progress=progress,
+        settings=settings,
     )
 
 
@@ -275,7 +310,7 @@ def score_judged(
     *,
     k: int,
     k_meta: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     draws: int = 8,
     n_bootstrap: int = 1000,
     config: dict[str, Any] | None = None,
@@ -283,7 +318,11 @@ def score_judged(
     adaptive: bool = False,
 ) -> EvalResult:
     """Scores, intervals and voting@k (and MetaRM@k when every item has meta scores) for judged items; with
-    ``adaptive``, the scores and intervals of each item's own vote, in its one mode, and no curves."""
+    ``adaptive``, the scores and intervals of each item's own vote, in its one mode, and no curves. ``seed`` (None:
+    drawn, recorded in the config) seeds the draws and the bootstrap."""
+    config = dict(config or {})
+    if seed is None:
+        seed = config["seed"] = random_seed()
     subsets = list(dict.fromkeys(j.subset for j in judged))
     code = {s: c for c, s in enumerate(subsets)}
     codes = np.array([code[j.subset] for j in judged])
@@ -341,7 +380,7 @@ def score_judged(
         n_judgements=sum(len(item.judgements) for item in judged),
         n_invalid=sum(len(item.judgements) - v for item, v in zip(judged, n_valid)),
         n_unscored=sum(v == 0 for v in n_valid),
-        config=config or {},
+        config=config,
         adaptive=adaptive,
         compute=_compute(judged),
         warnings=warnings,

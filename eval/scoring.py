@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from grm.eval.base import EvalItem
@@ -47,6 +49,45 @@ def mean_scores(outcome: Reward | list[float]) -> list[float] | None:
     """Per-response scores of a :func:`judge` outcome: a Reward's voted mean (None if no judgement could be
     read), or a scalar reward function's scores."""
     return outcome.mean if isinstance(outcome, Reward) else outcome
+
+
+def scorer_settings(scorer: Any, meta_rm: Any = None) -> dict[str, Any]:
+    """What a scorer says of itself that changes what it scores, recorded with an evaluation's cache when the
+    caller names no model settings: a GRM's engine and model (as its backend names them), judge format, template,
+    score range, ``max_new_tokens`` and ``max_retries``, and its meta RM; a scalar reward function's name."""
+    if not is_grm(scorer):
+        name = getattr(scorer, "__qualname__", type(scorer).__qualname__)
+        return {"scorer": "scalar", "function": f"{getattr(scorer, '__module__', None)}.{name}"}
+    template = getattr(scorer, "template", None)
+    return {
+        "scorer": "grm",
+        "backend": type(scorer.backend).__name__,
+        "model": _model_name(scorer.backend),
+        "judge": getattr(getattr(scorer, "judge", None), "name", None),
+        "template": getattr(template, "name", None),
+        "score_range": list(getattr(scorer, "score_range", ())) or None,
+        "max_new_tokens": getattr(scorer, "max_new_tokens", None),
+        "max_retries": getattr(scorer, "max_retries", None),
+        "meta_rm": None if meta_rm is None else _model_name(meta_rm),
+    }
+
+
+def scoring_settings(model: Mapping[str, Any], options: ScoringOptions) -> dict[str, Any]:
+    """A model's settings with every scoring option (``max_new_tokens`` and ``max_retries``: the option, else the
+    model's): what changes a scorer's judgements."""
+    settings = {**model, **asdict(options)}
+    for key in ("max_new_tokens", "max_retries"):
+        settings[key] = getattr(options, key) if getattr(options, key) is not None else model.get(key)
+    return settings
+
+
+def _model_name(engine: Any) -> str:
+    """The model an engine or a meta RM runs, as it names it (a local path made absolute), else its class."""
+    for name in (getattr(engine, "name", None), getattr(engine, "model", None)):
+        name = getattr(name, "name_or_path", name)
+        if isinstance(name, str | Path) and str(name):
+            return str(Path(name).resolve()) if Path(name).exists() else str(name)
+    return type(engine).__qualname__
 
 
 def judged_of(item: EvalItem, outcome: Reward | list[float]) -> Judged:

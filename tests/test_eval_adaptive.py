@@ -13,6 +13,7 @@ from eval_helpers import marker, run
 from grm import GRM
 from grm.cli import main
 from grm.eval import write_report
+from grm.settings import SettingsMismatch
 from helpers import ScriptedBackend, shown_responses
 
 QUERY = re.compile(r"\[The Start of Query\]\n(.*?)\n\[The End of Query\]", re.S)
@@ -159,19 +160,20 @@ def test_resuming_an_adaptive_eval_scores_only_the_missing_items(data, tmp_path)
     assert again.drawn == 0, "a finished run recomputes nothing"
 
 
-def test_a_cache_resumes_only_runs_that_make_its_rows(data, tmp_path):
+def test_a_cache_resumes_only_runs_with_its_settings(data, tmp_path):
     adaptive, fixed = tmp_path / "adaptive.jsonl", tmp_path / "fixed.jsonl"
     run("rewardbench", data, GRM(NoisyJudge()), k=8, adaptive=True, risk=0.05, cache=adaptive, limit=4)
     run("rewardbench", data, GRM(NoisyJudge()), k=8, cache=fixed, limit=4)
-    hint = "pass another cache \\(or --output\\) to start afresh"
-    with pytest.raises(ValueError, match=f"{adaptive}: item 'clear0' was judged adaptively, and this run is a fixed-k"):
-        run("rewardbench", data, GRM(NoisyJudge()), k=8, cache=adaptive)
+    fresh = f"Delete {re.escape(str(adaptive))} to start afresh, or pass another cache"
     with pytest.raises(
-        ValueError, match=f"'clear0' was judged adaptively with k=8 \\(\\d+ judgements\\), not k=4; {hint}"
+        SettingsMismatch, match=f"\n  adaptive: true then, false now\n  risk: 0.05 then, 0.0 now\n{fresh}"
     ):
-        run("rewardbench", data, GRM(NoisyJudge()), k=4, adaptive=True, cache=adaptive)
-    with pytest.raises(ValueError, match=f"{fixed}: item 'clear0' was judged with all k=8, and this run is adaptive"):
+        run("rewardbench", data, GRM(NoisyJudge()), k=8, cache=adaptive)
+    with pytest.raises(SettingsMismatch, match="\n  k: 8 then, 4 now\n"):
+        run("rewardbench", data, GRM(NoisyJudge()), k=4, adaptive=True, risk=0.05, cache=adaptive)
+    with pytest.raises(SettingsMismatch, match="\n  budget: null then, 0.5 now\n  chunk_size: null then, 32 now\n"):
         run("rewardbench", data, GRM(NoisyJudge()), k=8, budget=0.5, cache=fixed)
+    assert run("rewardbench", data, GRM(NoisyJudge()), k=8, cache=fixed).n_items == 24, "the same settings resume"
     with pytest.raises(ValueError, match=r"options \['adaptive', 'risk'\] apply to a GRM only"):
         run("rewardbench", data, lambda m, r: [0.0] * len(r), adaptive=True, risk=0.1)
 
@@ -194,7 +196,7 @@ def test_adaptive_eval_with_a_meta_rm_scores_the_meta_rm_vote(data, tmp_path):
     rows = cached(cache)
     assert all(len(row["reward"]["meta_scores"]) == len(row["reward"]["judgements"]) for row in rows.values())
     assert r.scores["metarm"]["accuracy"] == sum(row["reward"]["best"] == 0 for row in rows.values()) / 24
-    with pytest.raises(ValueError, match="was judged with a meta RM, which made its vote; this run has none"):
+    with pytest.raises(SettingsMismatch, match='meta_rm: "TagRater" then, null now\n  k_meta: 4 then, null now'):
         run("rewardbench", data, GRM(NoisyJudge()), k=8, adaptive=True, cache=cache)
 
 

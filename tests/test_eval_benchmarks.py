@@ -48,7 +48,9 @@ def test_rmb_reads_a_subfolder_or_one_file_and_rejects_foreign_json(tmp_path):
     assert sorted(it.id for it in pairwise) == [f"pairwise/{u}" for u in "012345"]
     s2 = load("rmb", RMB_CLONE / "RMB_dataset" / "BoN_set" / "Harmlessness" / "S2.json")
     assert [it.id for it in s2] == ["bon/2", "bon/3"]
-    with pytest.raises(ValueError, match="Some-RM_result.json item 1 \\(line 2\\): missing field\\(s\\) \\['conversation_input'"):
+    with pytest.raises(
+        ValueError, match="Some-RM_result.json item 1 \\(line 2\\): missing field\\(s\\) \\['conversation_input'"
+    ):
         load("rmb", RMB_CLONE / "eval")  # the authors' result files are not data
     bad = tmp_path / "bad.json"
     bad.write_text('[{"uid": "1"}]')

@@ -24,6 +24,7 @@ from grm.backends import Completion
 from grm.cli import main
 from grm.eval import PAYLOADS, write_report
 from grm.eval.diagnostics import ItemSample, parse_checks, spearman
+from grm.settings import SettingsMismatch, settings_path
 from helpers import shown_responses
 
 ROWS = [
@@ -234,12 +235,17 @@ def test_rescores_are_cached_and_resume(pairs, tmp_path):
     assert {c: d.scores for c, d in again.diagnostics.items()} == {c: d.scores for c, d in first.diagnostics.items()}
     other = tmp_path / "other"
     other.mkdir()
-    (other / side.name).write_text(side.read_text())
-    with pytest.raises(ValueError, match=r"'as_given/0' was scored by a GRM with k=1, not by this scorer \(a GRM"):
+    for name in (side.name, settings_path(side).name):
+        (other / name).write_text((tmp_path / name).read_text())
+    with pytest.raises(
+        SettingsMismatch, match=r"judgements.diagnostics.jsonl was written with other .*\n  k: 1 then, 2 now"
+    ):
         run("rewardbench", pairs, marker_grm(), k=2, cache=other / cache.name, diagnose="position")
-    (other / "fresh.diagnostics.jsonl").write_text(side.read_text())
-    with pytest.raises(ValueError, match="not by this scorer \\(a scalar reward function\\)"):
-        run("rewardbench", pairs, marker_scalar, cache=other / "fresh.jsonl", diagnose="position")
+    with pytest.raises(SettingsMismatch, match='\n  scorer: "grm" then, "scalar" now\n'):
+        run("rewardbench", pairs, marker_scalar, cache=other / cache.name, diagnose="position")
+    (other / "fresh.diagnostics.jsonl").write_text(side.read_text())  # its rows, without the record of its settings
+    with pytest.raises(SettingsMismatch, match="fresh.diagnostics.jsonl holds rows but no record of the settings"):
+        run("rewardbench", pairs, marker_grm(), cache=other / "fresh.jsonl", diagnose="position")
 
 
 def test_report_and_json_carry_the_diagnostics(pairs, tmp_path):

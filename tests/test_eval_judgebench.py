@@ -119,6 +119,6 @@ def test_the_bootstrap_draws_both_orders_of_a_pair_together(tmp_path):
     # half the pairs right: resampled pair shares are multiples of 1/8
     rows = [{**row, "pair_id": f"p{i}", "label": ["A>B", "B>A"][i % 2]} for i in range(8)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    r = run("judgebench", data, marker_scalar, n_bootstrap=300)
+    r = run("judgebench", data, marker_scalar, n_bootstrap=300, seed=0)
     lo, hi = r.intervals["voting"]["overall"]
     assert r.scores["voting"]["overall"] == 0.5 and lo < 0.5 < hi and (8 * lo) % 1 == 0 == (8 * hi) % 1

@@ -95,7 +95,7 @@ def test_bootstrap_intervals_are_seeded_and_stratified():
     lo, hi = a["mean"]
     assert lo < values.mean() < hi and hi - lo < 0.4
     assert bootstrap_intervals(summary, [np.arange(30)], n=50, seed=0)["mean"] == (1.0, 1.0)
-    assert bootstrap_intervals(summary, groups, n=0) == {}
+    assert bootstrap_intervals(summary, groups, n=0, seed=0) == {}
 
 
 def test_bootstrap_draws_whole_units_and_numbers_each_copy():
@@ -120,6 +120,7 @@ def test_bootstrap_draws_whole_units_and_numbers_each_copy():
         [np.arange(4), np.arange(4, 8)],
         units=units,
         n=50,
+        seed=1,
     )
     assert strata["first"] == (0.5, 0.5)
 

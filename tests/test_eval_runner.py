@@ -11,8 +11,9 @@ from grm.eval import get_benchmark, write_report
 from grm.eval.cache import EvalCache, cache_row
 from grm.eval.plan import plan_evaluation
 from grm.eval.reading import ItemReader
-from grm.eval.runner import Judging
+from grm.eval.runner import Judging, check_cache
 from grm.eval.scoring import judge
+from grm.settings import SettingsMismatch, read_settings, settings_path
 from helpers import ScriptedBackend, judge_by, shown_responses
 
 RB = FIXTURES / "rewardbench.jsonl"
@@ -79,7 +80,7 @@ class Crash(RuntimeError):
     pass
 
 
-def test_resume_after_a_crash_loses_nothing_and_recomputes_nothing(tmp_path):
+def test_resume_after_a_crash_loses_nothing_and_recomputes_nothing(tmp_path, caplog):
     cache = tmp_path / "judgements.jsonl"
     calls = []
 
@@ -89,35 +90,56 @@ def test_resume_after_a_crash_loses_nothing_and_recomputes_nothing(tmp_path):
             raise Crash("killed")
         return judge_by(marker)(messages, sample)
 
-    with pytest.raises(Crash):
-        run("rmb", FIXTURES / "rmb_clone", GRM(ScriptedBackend(script)), k=2, cache=cache, chunk_size=3)
+    with pytest.raises(Crash):  # unseeded: a seed is drawn and recorded beside the cache
+        run("rmb", FIXTURES / "rmb_clone", GRM(ScriptedBackend(script)), k=2, cache=cache, chunk_size=3, seed=None)
     before = cache.read_text().splitlines()
     assert len(before) == 3, "the first chunk's judgements were saved as they were made"
     cache.write_text("\n".join(before) + "\n" + before[-1][:50])  # and the crash left half a line
+    seed = read_settings(cache)["seed"]
+    assert isinstance(seed, int) and json.loads(before[0])["reward"]["seed"] == seed
 
     backend = ScriptedBackend(judge_by(marker))
-    resumed = run("rmb", FIXTURES / "rmb_clone", GRM(backend), k=2, cache=cache, chunk_size=3)
+    with caplog.at_level("INFO"):
+        resumed = run("rmb", FIXTURES / "rmb_clone", GRM(backend), k=2, cache=cache, chunk_size=3, seed=None)
+    assert f"seed {seed} (of the cache resumed" in caplog.text and resumed.config["seed"] == seed
     assert sum(r.n for call in backend.calls for r in call) == 7 * 2, "only the 7 missing items were judged"
     after = cache.read_text().splitlines()
     assert after[:3] == before, "cached judgements are kept as they were"
     assert len(after) == 10 and len({json.loads(x)["id"] for x in after}) == 10
-    clean = run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=2, chunk_size=3)
+    assert {json.loads(x)["reward"]["seed"] for x in after} == {seed}, "the resumed items have the recorded seed"
+    clean = run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=2, chunk_size=3, seed=seed)
     assert resumed.scores == clean.scores and resumed.curves == clean.curves
 
     backend = ScriptedBackend(judge_by(marker))
-    again = run("rmb", FIXTURES / "rmb_clone", GRM(backend), k=2, cache=cache)
+    again = run("rmb", FIXTURES / "rmb_clone", GRM(backend), k=2, cache=cache, seed=None)
     assert backend.calls == [], "a finished run recomputes nothing"
     assert again.scores == clean.scores
-    with pytest.raises(ValueError, match="has k=2 cached judgements, expected k=4"):
-        run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=4, cache=cache)
-    with pytest.raises(ValueError, match="was judged by a GRM, not by this scorer"):
-        run("rmb", FIXTURES / "rmb_clone", lambda m, r: [0.0] * len(r), cache=cache)
+    with pytest.raises(SettingsMismatch, match="\n  k: 2 then, 4 now\nDelete .*judgements.jsonl to start afresh"):
+        run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=4, cache=cache, seed=None)
+    with pytest.raises(SettingsMismatch, match=f"\n  seed: {seed} then, {seed + 1} now\n"):
+        run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=2, cache=cache, seed=seed + 1)
+    with pytest.raises(SettingsMismatch, match='\n  scorer: "grm" then, "scalar" now\n'):
+        run("rmb", FIXTURES / "rmb_clone", lambda m, r: [0.0] * len(r), cache=cache, seed=None)
+
+
+def test_a_cache_without_a_record_of_its_settings_is_refused(tmp_path):
+    cache = tmp_path / "judgements.jsonl"
+    run("rmb", FIXTURES / "rmb_clone", marker_grm(), cache=cache)
+    settings_path(cache).unlink()  # as a cache written before grm recorded settings
+    with pytest.raises(SettingsMismatch, match="holds rows but no record of the settings"):
+        run("rmb", FIXTURES / "rmb_clone", marker_grm(), cache=cache)
+    cache.write_text("")
+    assert run("rmb", FIXTURES / "rmb_clone", marker_grm(), cache=cache).n_items == 10, "an empty cache starts afresh"
+    assert read_settings(cache)["k"] == 1
 
 
 class MarkerMeta:
-    """A meta RM that rates a judgement 1 when its scores equal the fixture's tags, else 0."""
+    """A meta RM that rates a judgement 1 when its scores equal the fixture's tags, else 0 (and counts its calls)."""
+
+    calls = 0
 
     def score_batch(self, entries):
+        self.calls += 1
         return [[float(j.scores == [marker(r) for r in responses]) for j in js] for _, responses, js in entries]
 
 
@@ -143,9 +165,10 @@ def test_meta_rm_curves_from_cached_meta_scores(tmp_path):
     assert r.curves["voting"][1]["accuracy"] == pytest.approx(0.5, abs=0.2)
     assert json.loads(cache.read_text().splitlines()[0])["reward"]["meta_scores"] == [1.0, 0.0, 1.0, 0.0]
 
-    backend = ScriptedBackend(judge_by(marker))
-    again = run("rewardbench", RB, GRM(backend), k=4, k_meta=2, cache=cache)
-    assert backend.calls == [] and again.scores["metarm"] == r.scores["metarm"], "meta scores come from the cache"
+    backend, meta = ScriptedBackend(judge_by(marker)), MarkerMeta()
+    again = run("rewardbench", RB, GRM(backend), k=4, meta_rm=meta, k_meta=2, cache=cache, shuffle=False)
+    assert backend.calls == [] and meta.calls == 0, "judgements and meta scores come from the cache"
+    assert again.scores["metarm"] == r.scores["metarm"]
 
 
 def test_report_files(tmp_path):
@@ -225,11 +248,11 @@ def test_judging_scores_chunks_of_the_uncached_items_in_order_and_takes_the_cach
     items = list(ItemReader(get_benchmark("rewardbench"), RB))
     grm, backend = scripted(lambda shown: [marker(x) for x in shown])
     plan = plan_evaluation("rewardbench", grm, ScoringOptions(k=1, seed=0), chunk_size=2)
-    path = tmp_path / "c.jsonl"
-    with EvalCache(path) as cache:
+    path, settings = tmp_path / "c.jsonl", {"k": 1, "seed": 0}
+    with EvalCache(path, settings) as cache:
         cache.write(cache_row(items[2], judge(grm, [items[2]], plan.options)[0], 1, adaptive=False))
     backend.calls.clear()
-    with EvalCache(path) as cache:
+    with EvalCache(path, settings) as cache:
         judging = Judging(plan, grm, None, cache)
         for n, item in enumerate(items):
             judging.add(item)
@@ -254,7 +277,7 @@ def test_judging_scores_chunks_of_the_uncached_items_in_order_and_takes_the_cach
 
 def test_judging_nothing_is_an_error_naming_the_data(tmp_path):
     plan = plan_evaluation("rewardbench", marker_grm())
-    with EvalCache(None) as cache:
+    with EvalCache(None, {}) as cache:
         with pytest.raises(ValueError, match="empty.jsonl: no rewardbench items"):
             Judging(plan.seeded(0), marker_grm(), None, cache).result(tmp_path / "empty.jsonl")
 
@@ -287,3 +310,19 @@ def test_the_headline_is_one_key_in_every_mode_curve_and_interval_and_a_fraction
         "fraction",
     )
     assert list(data)[:4] == ["headline", "headline_key", "mode", "unit"] and 0 <= data["headline"] <= 1
+
+
+def test_check_cache_refuses_before_any_model_what_evaluate_would_refuse(tmp_path):
+    cache = tmp_path / "judgements.jsonl"
+    model = {"model": "/models/a", "backend": "vllm", "template": None}
+    run("rmb", FIXTURES / "rmb_clone", marker_grm(), k=2, cache=cache, model=model)
+    assert read_settings(cache)["model"] == "/models/a" and read_settings(cache)["backend"] == "vllm"
+    check_cache("rmb", FIXTURES / "rmb_clone", cache, k=2, seed=0, model=model)  # the same settings: no refusal
+    with pytest.raises(SettingsMismatch, match='\\n  model: "/models/a" then, "/models/b" now\\n'):
+        check_cache("rmb", FIXTURES / "rmb_clone", cache, k=2, seed=0, model={**model, "model": "/models/b"})
+    with pytest.raises(SettingsMismatch, match="\\n  k: 2 then, 3 now\\n"):
+        check_cache("rmb", FIXTURES / "rmb_clone", cache, ScoringOptions(k=3), model=model)
+    with pytest.raises(ValueError, match="draws and chunk_size must be >= 1"):
+        check_cache("rmb", FIXTURES / "rmb_clone", cache, model=model, chunk_size=0)
+    check_cache("rmb", FIXTURES / "rmb_clone", tmp_path / "new.jsonl", model=model)
+    assert not (tmp_path / "new.jsonl").exists() and not settings_path(tmp_path / "new.jsonl").exists()
