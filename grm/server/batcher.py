@@ -41,7 +41,6 @@ class _Job:
 class _Request:
     """A request's items not yet taken into a batch."""
 
-    options: ScoringOptions
     jobs: deque[_Job]
 
 
@@ -82,7 +81,7 @@ class FairBatcher:
         keys = range(len(items)) if keys is None else keys
         jobs = deque(_Job(item, key, loop.create_future()) for item, key in zip(items, keys))
         if jobs:
-            self._waiting.setdefault(options, deque()).append(_Request(options, jobs))
+            self._waiting.setdefault(options, deque()).append(_Request(jobs))
             self._pending.update((job.future, job) for job in jobs)
             self._arrived.set()
         return [job.future for job in jobs]
