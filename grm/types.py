@@ -29,10 +29,22 @@ def brief(value: object) -> str:
     return _REPR.repr(value)
 
 
+def unicode_text(text: str, what: str) -> str:
+    """``text`` if it is valid Unicode; ValueError naming ``what`` and where otherwise (a lone surrogate, such as
+    JSON's ``"\\ud800"``, is text no tokenizer or engine can encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} holds a lone surrogate ({text[e.start]!r}) at character {e.start}; text must be valid Unicode"
+        ) from None
+    return text
+
+
 def normalize_query(query: str | Sequence[Message]) -> list[Message]:
     """Turn a query (a string, or chat messages ending with a user turn) into a validated message list."""
     if isinstance(query, str):
-        return [{"role": "user", "content": query}]
+        return [{"role": "user", "content": unicode_text(query, "query")}]
     if not isinstance(query, Sequence) or not query:
         raise TypeError(f"query must be a string or a non-empty list of chat messages, got {brief(query)}")
     messages: list[Message] = []
@@ -41,7 +53,7 @@ def normalize_query(query: str | Sequence[Message]) -> list[Message]:
             raise TypeError(f"query message {i} must be a dict with 'role' and string 'content', got {brief(m)}")
         if not isinstance(m["role"], str) or m["role"] not in ("system", "user", "assistant"):
             raise ValueError(f"query message {i} has role {brief(m['role'])}; expected system, user or assistant")
-        messages.append({"role": m["role"], "content": m["content"]})
+        messages.append({"role": m["role"], "content": unicode_text(m["content"], f"query message {i}")})
     if messages[-1]["role"] != "user":
         raise ValueError(f"the last query message must be a user turn, got role {messages[-1]['role']!r}")
     return messages
@@ -56,6 +68,7 @@ def normalize_responses(responses: Sequence[str]) -> list[str]:
     for i, r in enumerate(responses):
         if not isinstance(r, str):
             raise TypeError(f"response {i} must be a string, got {type(r).__name__}")
+        unicode_text(r, f"response {i}")
     return list(responses)
 
 
@@ -64,12 +77,13 @@ def normalize_principles(principles: str | Sequence[str] | None) -> list[str] | 
     if principles is None:
         return None
     if isinstance(principles, str):
-        return [principles] if principles else None
+        return [unicode_text(principles, "principles")] if principles else None
     if not isinstance(principles, list | tuple):
         raise TypeError(f"principles must be a string or a list of strings, got {type(principles).__name__}")
     for i, p in enumerate(principles):
         if not isinstance(p, str):
             raise TypeError(f"principle {i} must be a string, got {type(p).__name__}")
+        unicode_text(p, f"principle {i}")
     return list(principles) or None
 
 
@@ -77,7 +91,7 @@ def normalize_reference(reference: str | None) -> str | None:
     """A reference answer: a string or None."""
     if reference is not None and not isinstance(reference, str):
         raise TypeError(f"reference must be a string, got {type(reference).__name__}")
-    return reference
+    return None if reference is None else unicode_text(reference, "reference")
 
 
 def normalize_score_range(score_range: Sequence[int]) -> tuple[int, int]:
@@ -215,11 +229,10 @@ class Reward:
 
     ``rewards[i]`` is the sum of response i's scores over the voted valid judgements (caller's order) and
     ``mean[i]`` their average; both are None when no judgement was valid. ``best`` is the index of the
-    highest reward (ties broken at random, seeded). ``kept`` lists the indices of the judgements that were
-    voted (all valid ones, or the top ``k_meta`` by meta score when a meta RM guided the vote). ``seed`` is the
-    seed the call scored with (the caller's, or the one drawn for an unseeded call): scoring the same items with
-    the same keys and ``seed=reward.seed`` repeats the result.
-    """
+    highest mean (ties broken at random, seeded: :attr:`tie` says when it was one). ``kept`` lists the indices of the
+    judgements that were voted (all valid ones, or the top ``k_meta`` by meta score when a meta RM guided the vote).
+    ``seed`` is the seed the call scored with (the caller's, or the one drawn for an unseeded call): scoring the same
+    items with the same keys and ``seed=reward.seed`` repeats the result. """
 
     rewards: list[float] | None
     best: int | None
@@ -234,6 +247,21 @@ class Reward:
     @property
     def n_invalid(self) -> int:
         return len(self.judgements) - self.n_valid
+
+    @property
+    def tie(self) -> bool:
+        """Whether other responses share the best one's ``mean``: ``best`` is then one of them, drawn at random from
+        the item's seed (the same for the same seed); False when nothing was voted."""
+        return self.mean is not None and self.mean.count(max(self.mean)) > 1
+
+    def __repr__(self) -> str:
+        def numbers(values: list[float] | None) -> str:
+            return "None" if values is None else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+        return (
+            f"Reward(rewards={numbers(self.rewards)}, mean={numbers(self.mean)}, best={self.best}"
+            f"{' (tie)' if self.tie else ''}, valid={self.n_valid}/{len(self.judgements)}, seed={self.seed})"
+        )
 
     @property
     def n_drawn(self) -> int:

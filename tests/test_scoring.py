@@ -257,3 +257,12 @@ def test_a_hint_is_rendered_in_the_order_shown_and_the_reward_records_its_seed()
         positions.add(shown.index("bbb"))
         assert f"the best response is Response {shown.index('bbb') + 1}." in request.messages[-1]["content"]
     assert len(positions) > 1 and hinted.seed == 0 and hinted.best == 1
+
+
+def test_a_reward_prints_briefly_and_says_when_its_best_is_a_tie():
+    rm = GRM(ScriptedBackend(judge_by(lambda r: 5)))
+    tied = rm.score("q", ["a", "b"], k=3, seed=1)
+    assert tied.tie and tied.best in (0, 1)
+    assert repr(tied) == "Reward(rewards=[15, 15], mean=[5, 5], best=%d (tie), valid=3/3, seed=1)" % tied.best
+    clear = GRM(by_length()).score("q", ["a", "bbb"], k=2, seed=1)
+    assert not clear.tie and "judgements" not in repr(clear) and clear.to_dict()["judgements"]
