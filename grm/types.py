@@ -232,7 +232,8 @@ class Reward:
     highest mean (ties broken at random, seeded: :attr:`tie` says when it was one). ``kept`` lists the indices of the
     judgements that were voted (all valid ones, or the top ``k_meta`` by meta score when a meta RM guided the vote).
     ``seed`` is the seed the call scored with (the caller's, or the one drawn for an unseeded call): scoring the same
-    items with the same keys and ``seed=reward.seed`` repeats the result. """
+    items with the same keys and ``seed=reward.seed`` repeats the result.
+    """
 
     rewards: list[float] | None
     best: int | None

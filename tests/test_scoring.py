@@ -263,6 +263,6 @@ def test_a_reward_prints_briefly_and_says_when_its_best_is_a_tie():
     rm = GRM(ScriptedBackend(judge_by(lambda r: 5)))
     tied = rm.score("q", ["a", "b"], k=3, seed=1)
     assert tied.tie and tied.best in (0, 1)
-    assert repr(tied) == "Reward(rewards=[15, 15], mean=[5, 5], best=%d (tie), valid=3/3, seed=1)" % tied.best
+    assert repr(tied) == f"Reward(rewards=[15, 15], mean=[5, 5], best={tied.best} (tie), valid=3/3, seed=1)"
     clear = GRM(by_length()).score("q", ["a", "bbb"], k=2, seed=1)
     assert not clear.tie and "judgements" not in repr(clear) and clear.to_dict()["judgements"]
