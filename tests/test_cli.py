@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -117,3 +120,30 @@ def test_meta_rm_guided_scoring(memorized_grm_path, tmp_path):
     assert row["meta_scores"][row["kept"][0]] == max(row["meta_scores"])
     out.unlink()
     assert run(memorized_grm_path, inp, out, "-k", "3", "--k-meta", "1") == 2
+
+
+def test_a_closed_standard_error_loses_no_row(memorized_grm_path, tmp_path):
+    """``grm score ... 2>&1 | head``: once the reader is gone, every write to standard error (the progress bars,
+    forced on and drawn at once here, and the logs) fails with a broken pipe. Scoring goes on, every row gets its
+    real result (before, the bar's BrokenPipeError became "scoring failed" error rows, exit code 0)."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_input(inp)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    code = "import sys, grm.progress; grm.progress.DELAY_S = 0; from grm.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["score", "--model", memorized_grm_path, "--input", str(inp), "--output", str(out), "--chunk-size", "1"]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv, "--max-new-tokens", "80", "--seed", "0"],
+            stdout=write_end,
+            stderr=write_end,
+            env={**os.environ, "GRM_PROGRESS": "1", "OMP_NUM_THREADS": "1"},
+            timeout=600,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1  # the two malformed lines, nothing else
+    by_index = {r["index"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(by_index) == [0, 1, 2, 4, 5]
+    assert [by_index[i]["judgements"][0]["scores"] for i in (0, 4, 5)] == [t for _, _, t in MEMORIZED]
+    assert [i for i, r in by_index.items() if "error" in r] == [1, 2]
