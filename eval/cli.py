@@ -16,6 +16,7 @@ from grm.flags import (
     add_ray_flags,
     add_scoring_flags,
     check_model_flags,
+    integer,
     open_scorer,
     scoring_options,
 )
@@ -63,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"re-score a sample of items; cached in OUTPUT/{DIAGNOSTICS_FILE})",
     )
     p.add_argument(
-        "--diagnose-sample", type=POSITIVE, default=100, metavar="N", help="items re-scored by position and injection"
+        "--diagnose-sample", type=integer(), default=100, metavar="N", help="items re-scored by position and injection"
     )
     p.set_defaults(func=_eval_command)
 
@@ -75,6 +76,8 @@ def _eval_command(args: argparse.Namespace) -> int:
 
     bench = get_benchmark(args.benchmark)
     checks = parse_checks(args.diagnose)
+    if set(checks) - {"length"} and args.diagnose_sample < 1:
+        raise ValueError(f"--diagnose-sample must be >= 1, got {args.diagnose_sample}")
     data = args.data or bench.hub_id
     if data is None:
         raise ValueError(f"--data is required for {bench.name}: it has no default hub dataset")

@@ -276,13 +276,9 @@ def setup_logging(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``grm ARGV``; the exit code: 0 done, 1 done with error rows, 2 a bad flag, input or setting (nothing
-    loaded or written), 3 stopped by a fault of the environment (what was written is kept), 130 interrupted."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        if e.code == 2:  # argparse printed the usage and what is wrong
-            return 2
-        raise
+    loaded or written; a flag that does not parse exits by argparse's SystemExit(2)), 3 stopped by a fault of the
+    environment (what was written is kept), 130 interrupted."""
+    args = build_parser().parse_args(argv)  # a malformed flag: argparse's usage and SystemExit(2)
     setup_logging(args.verbose)
     try:
         return args.func(args)

@@ -2,8 +2,9 @@
 :class:`~grm.scoring.ScoringOptions` (:func:`scoring_options`), the GRM and meta RM to load here or as Ray replicas
 (:func:`open_scorer`, :func:`ray_replica`) and the model's recorded settings (:func:`model_settings`).
 
-Numbers are read in ASCII digits only (``٣``, ``７`` or ``𝟕`` are refused, as are NaN and infinities), and every
-value is checked when the flags are read, before any model is loaded or any output opened.
+Numbers are read in ASCII digits only (``٣``, ``７`` or ``𝟕`` are refused). Every value is checked before any model
+is loaded or any output opened: a scoring option's range by :class:`~grm.scoring.ScoringOptions` (one place, its
+errors naming the option), the others' by their flag's type.
 """
 
 from __future__ import annotations
@@ -59,18 +60,24 @@ def _within(value: Any, low: float | None, high: float | None) -> Any:
     return value
 
 
+def real(text: str) -> float:
+    """An argparse ``type``: a number in ASCII (``0.5``, ``1e-3``, also ``nan`` and ``inf``), its range left to
+    whoever takes it (:class:`~grm.scoring.ScoringOptions` checks its own, naming the option)."""
+    if text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") or _DECIMAL.fullmatch(text):
+        return float(text)
+    raise argparse.ArgumentTypeError(f"expected a number in ASCII digits (e.g. 0.5), got {text!r}")
+
+
 def budget(text: str) -> int | float:
-    """``--budget``: a fraction of k per row (``0.5`` or ``50%``) or a whole number of judgements (``200``)."""
-    if _INTEGER.fullmatch(text):
-        return integer(1)(text)
+    """``--budget``: a fraction of k per row (``0.5`` or ``50%``) or a whole number of judgements (``200``), in
+    ASCII; its range is :class:`~grm.scoring.ScoringOptions`' to check."""
     try:
-        if text.endswith("%"):
-            return number(0, 100, above=True)(text[:-1]) / 100
-        return number(0, 1, above=True)(text)
+        if _INTEGER.fullmatch(text):
+            return int(text)
+        return real(text[:-1]) / 100 if text.endswith("%") else real(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected a fraction of k per row in (0, 1] (0.5 or 50%) or a whole number of judgements, in ASCII "
-            f"digits, got {text!r}"
+            f"expected a fraction (0.5, 50%) or a number of judgements, got {text!r} (in ASCII digits)"
         ) from None
 
 
@@ -129,13 +136,11 @@ def add_scoring_flags(
             help="seed for shuffling, sampling and tie-breaks; each row is seeded by it and its own key, so chunking "
             "and resuming change nothing (default: drawn, and recorded with the output)",
         )
-        p.add_argument("--temperature", type=number(0), default=None, help="default: 0 for k=1, 0.5 for k>1")
+        p.add_argument("--temperature", type=real, default=None, help="default: 0 for k=1, 0.5 for k>1")
         p.add_argument("--no-shuffle", action="store_true", help="show the responses in input order every time")
     if rounds:
         p.add_argument("--adaptive", action="store_true", help="draw judgements in rounds; stop a row once decided")
-        p.add_argument(
-            "--risk", type=number(0, 1), default=0.0, help="with --adaptive: stop once a change is this unlikely"
-        )
+        p.add_argument("--risk", type=real, default=0.0, help="with --adaptive: stop once a change is this unlikely")
         p.add_argument(
             "--budget",
             type=budget,
@@ -184,6 +189,8 @@ def scoring_options(args: argparse.Namespace) -> ScoringOptions:
         risk=getattr(args, "risk", 0.0),
         budget=getattr(args, "budget", None),
     )
+    if options.temperature is not None and not math.isfinite(options.temperature):
+        raise ValueError(f"temperature must be a finite number >= 0, got {options.temperature}")
     check_meta_rm(options, rated=getattr(args, "meta_rm", None) is not None)
     return options
 

@@ -1,7 +1,7 @@
 """``grm score`` on data as users have it: every input format and row shape, the column flags, a malformed row in
 each format, parquet and standard-output outputs, a quiet terminal, settings recorded and a resume with others
-refused, options checked before anything is loaded, faults of the environment, missing extras. The GRM is scripted (no model): each
-response's score is the number in its ``[qN]`` tag."""
+refused, options checked before anything is loaded, faults of the environment, missing extras. The GRM is scripted
+(no model): each response's score is the number in its ``[qN]`` tag."""
 
 import http.server
 import io
@@ -423,6 +423,8 @@ BAD_OPTIONS = [
     ["--budget", "0"],
     ["--budget", "1.5"],
     ["--budget", "1"],  # one judgement for a chunk of two rows
+    ["--budget", "nan"],
+    ["--budget", "150%"],
     ["--budget", "\u0663"],  # an Arabic-Indic three
     ["-k", "\uff17"],  # a fullwidth seven
     ["--seed", "\U0001d7d5"],  # a mathematical bold seven
@@ -438,12 +440,19 @@ BAD_OPTIONS = [
 
 @pytest.mark.parametrize("flags", BAD_OPTIONS, ids=lambda f: " ".join(f))
 def test_a_bad_option_fails_fast_and_writes_nothing(backend, tmp_path, flags, capsys):
+    """Exit code 2 before anything is loaded or written: from argparse (a number that does not parse) or from the
+    checks (a value out of range, named by ScoringOptions)."""
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    assert score(inp, out, *flags) == 2
+    try:
+        code = score(inp, out, *flags)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
     assert backend.loads == 0 and list(tmp_path.iterdir()) == [inp]
+    err = capsys.readouterr().err
     if any(not c.isascii() for f in flags for c in f):
-        assert "ASCII" in capsys.readouterr().err
+        assert "ASCII" in err
 
 
 @pytest.mark.parametrize(

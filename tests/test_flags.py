@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from grm.cli import build_parser
-from grm.flags import budget, integer, number, scoring_options
+from grm.flags import budget, integer, number, real, scoring_options
 from grm.scoring import ScoringOptions
 
 COMMANDS = {
@@ -41,9 +41,23 @@ def test_numbers_are_ascii_only():
         number(0, 1)("1.5")
 
 
-def test_budget_is_a_fraction_or_a_count():
-    assert [budget(t) for t in ("50%", "0.5", "1.0", "200", "1")] == [0.5, 0.5, 1.0, 200, 1]
+def test_budget_is_a_fraction_or_a_count_and_its_range_is_the_options():
+    assert [budget(t) for t in ("50%", "0.5", "1.0", "200", "1", "0", "150%")] == [0.5, 0.5, 1.0, 200, 1, 0, 1.5]
     assert isinstance(budget("200"), int) and isinstance(budget("1.0"), float)
-    for text in ("0", "-1", "1.5", "150%", "0%", "nan", "\u0663", "half"):
-        with pytest.raises(argparse.ArgumentTypeError):
+    for text in ("\u0663", "half", "5 0", "0x10"):
+        with pytest.raises(argparse.ArgumentTypeError, match="ASCII"):
             budget(text)
+    for value in ("0", "150%", "nan", "-0.5"):  # parsed, then refused by ScoringOptions, naming the option
+        args = build_parser().parse_args([*COMMANDS["score"], "-k", "2", "--budget", value])
+        with pytest.raises(ValueError, match="budget must"):
+            scoring_options(args)
+    for flags, message in ((["--temperature", "inf"], "temperature must be a finite"), (["--risk", "nan"], "risk")):
+        with pytest.raises(ValueError, match=message):
+            scoring_options(build_parser().parse_args([*COMMANDS["score"], "--adaptive", *flags]))
+
+
+def test_real_reads_ascii_numbers_and_leaves_the_range():
+    assert real("1e-3") == 0.001 and real("-2") == -2.0 and real("nan") != real("nan") and real("inf") > 1e308
+    for text in ("\u0663.5", "0.\uff15", "1,5", "", "one"):
+        with pytest.raises(argparse.ArgumentTypeError, match="ASCII"):
+            real(text)
