@@ -74,6 +74,7 @@ class _Folds(dict):
 
 
 _FOLDS = _Folds()
+_PIECE = 1 << 16
 
 
 def skeleton(text: str) -> str:
@@ -81,7 +82,8 @@ def skeleton(text: str) -> str:
     and symbols mapped to ASCII, and dropped: every control, format, combining, space and separator character (by
     Unicode category, not from a list) and the few letters drawn as nothing; line breaks of any kind become
     ``\\n``. Lower case is left to the patterns (matched ignoring case)."""
-    return text.translate(_FOLDS)
+    # in pieces: one translate holds the GIL for its whole text (0.3 s for 4 MB), stalling a server's other threads
+    return "".join(text[i : i + _PIECE].translate(_FOLDS) for i in range(0, len(text), _PIECE))
 
 
 @functools.cache
