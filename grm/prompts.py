@@ -143,8 +143,8 @@ class PromptTemplate:
                 out.append({"role": "user", "content": strip(_bounded(template.blocks["user"](ctx)))})
                 return out
             return [{"role": "user", "content": strip(_bounded(template.generate(context)))}]
-        except TemplateError:
-            raise
+        except TemplateError as e:  # a bound was passed
+            raise TemplateError(f"template {self.name!r}: {e}") from e
         except Exception as e:  # jinja errors carry the template line; name the template too
             raise TemplateError(f"template {self.name!r} failed to render: {type(e).__name__}: {e}") from e
         finally:

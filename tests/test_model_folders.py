@@ -74,3 +74,33 @@ def test_a_model_loaded_by_hub_id_reads_its_cached_grm_config(tmp_path, monkeypa
     rm = _load("someone/tiny-grm")
     assert rm.template.source == files["grm_template.j2"] and rm.score_range == (0, 5) and rm.max_new_tokens == 48
     assert _load("someone/other").template.name == "default"  # nothing cached: the defaults
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'a' * 10**9 }}",
+        "{{ query * 100000000 }}",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{{ 'x' | center(1000000000) }}",
+        "{{ 'x'.ljust(1000000000) }}",
+        "{{ 2 ** 100000000 }}",
+        "{% for i in range(99999) %}{{ responses | join('') * 10 }}{% endfor %}",
+        "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    ],
+)
+def test_a_model_folder_template_that_would_exhaust_time_or_memory_stops_with_a_template_error(tmp_path, source):
+    """A template from an untrusted folder renders within bounds (loop steps, sizes, output) or fails naming
+    itself: never a hang, never gigabytes."""
+    import time
+
+    from grm import TemplateError
+    from helpers import BOUND_S
+
+    folder = _folder(tmp_path, {"template": "grm_template.j2"})
+    (folder / "grm_template.j2").write_text(source)
+    rm = _load(folder)
+    start = time.thread_time()
+    with pytest.raises(TemplateError, match="grm_template.j2"):
+        rm.build_prompt("q" * 1000, ["r" * 100_000, "s"])
+    assert time.thread_time() - start < BOUND_S

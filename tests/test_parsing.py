@@ -172,3 +172,12 @@ def test_a_cut_off_judgement_does_not_score_a_quoted_box():
     assert j.scores is None and "token limit" in j.error
     assert parse_judgement(done, 1, truncated=True).scores == [3]
     assert "token limit" in parse_judgement("Analysis: x\nScores: \\boxed{3", 1, truncated=True).error
+
+
+@pytest.mark.parametrize("digit", ["\u0663", "\uff17", "\U0001d7d5", "\u096d", "\u00b3"])
+def test_scores_are_ascii_digits_only(digit):
+    """Arabic-Indic, fullwidth, mathematical, Devanagari digits and superscripts are not scores (a decision:
+    docs/scoring.md): the box is unreadable, as any other."""
+    judgement = parse_judgement(f"Scores: \\boxed{{{digit}, 7}}", 2)
+    assert judgement.scores is None and judgement.error.startswith("non-integer score")
+    assert parse_judgement("Scores: \\boxed{3, 7}", 2).scores == [3, 7]
