@@ -88,3 +88,12 @@ def test_stop_prefix_and_async(base_url, memorized_grm_path):
         return await asyncio.gather(*(rm.ascore(q, r) for q, r, _ in MEMORIZED))
 
     assert [r.judgements[0].scores for r in asyncio.run(main())] == [t for _, _, t in MEMORIZED]
+
+
+def test_a_hung_request_is_given_up_within_minutes_by_default():
+    """The defaults bound one request that never answers: (retries + 1) x timeout, plus backoff, about 8 minutes
+    (it was about 61 with 600 s and 5 retries)."""
+    from grm.backends.openai import OpenAIBackend
+
+    backend = OpenAIBackend("m", "http://127.0.0.1:9/v1", progress=False)
+    assert (backend.retries + 1) * backend.timeout <= 8 * 60
