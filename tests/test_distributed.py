@@ -8,6 +8,7 @@ the transformers backend with ``batch_size=1`` (no padding) and one torch thread
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -123,9 +124,11 @@ def test_a_crashed_job_resumes_from_the_rows_written(cluster, data, reference, t
     out = tmp_path / "out.jsonl"
     first = [json.dumps(reference[i]) for i in (0, 2, 5)]
     out.write_text("\n".join(first) + "\n" + json.dumps(reference[1])[:50])  # three rows, then half a line
+    # the single-process run's settings: the same with and without --ray (the chunk size is not a setting)
+    shutil.copy(data / "reference.jsonl.settings.json", tmp_path / "out.jsonl.settings.json")
     with caplog.at_level("INFO", logger="grm"):
         assert score(data, out, "--ray", "--replicas", "2", "--chunk-size", "2") == 0  # the error row was kept
-    assert "scored 4 rows on Ray (2 replicas), 0 failed, 3 skipped as done" in caplog.text
+    assert "grm score on Ray (2 replicas): scored 4 rows, 0 failed, 3 skipped as done" in caplog.text
     got = rows(out)
     assert sorted(r["index"] for r in got) == list(range(ROWS))
     assert {r["index"]: r for r in got} == reference
@@ -190,24 +193,41 @@ def test_rft_sampling_on_ray_equals_one_process(cluster, tmp_path):
 
 
 def test_a_ray_dataset_is_keyed_by_its_id_column_and_resumes(cluster, tmp_path):
-    from grm import GRM
+    from grm import GRM, ScoringOptions
     from grm.distributed import Replica, score_on_ray
-    from grm.isolation import score_rows
+    from grm.jobs import score_rows
     from grm.rows import row_item
 
     examples = make_examples(3, 33)
     items = [{"id": f"q{i}", "query": e.query, "responses": e.responses} for i, e in enumerate(examples)]
-    dataset = ray.data.from_items(items)
-    out = tmp_path / "out.jsonl"
     local = score_rows(
         GRM.from_pretrained(progress=False, batch_size=1),
         [(it["id"], f"id {it['id']}", row_item(it, f"id {it['id']}")) for it in items],
-        seed=5,
+        ScoringOptions(seed=5),
     )
-    out.write_text(json.dumps(local[1]) + "\n")  # one row done before
-    replica = Replica(model_kwargs={"batch_size": 1})
-    stats = score_on_ray(dataset, out, replica, replicas=2, batch_size=1, progress=False, seed=5)
+    out, replica = tmp_path / "out.jsonl", Replica(model_kwargs={"batch_size": 1})
+    stats = score_on_ray(
+        ray.data.from_items(items[1:2]), out, replica, replicas=1, batch_size=1, progress=False, seed=5
+    )
+    assert (stats.scored, stats.skipped) == (1, 0)  # one row done before
+    stats = score_on_ray(ray.data.from_items(items), out, replica, replicas=2, batch_size=1, progress=False, seed=5)
     assert (stats.scored, stats.skipped) == (2, 1)
     assert sorted(rows(out), key=lambda r: r["index"]) == local  # seeded by the id, as score_batch(keys=ids)
     with pytest.raises(ValueError, match="no 'key' column to key its rows by"):
-        score_on_ray(dataset, tmp_path / "other.jsonl", Replica(), replicas=1, key="key", progress=False)
+        score_on_ray(ray.data.from_items(items), tmp_path / "other.jsonl", Replica(), replicas=1, key="key")
+
+
+def test_ray_dataset_keys_are_checked_before_any_replica_starts(cluster, tmp_path):
+    from grm.distributed import Replica, score_on_ray
+
+    never = Replica(model=str(tmp_path / "no-such-model"))  # a replica that started would fail to load it
+    rows_ = [{"id": i, "query": "q", "responses": ["a", "b"]} for i in range(4)]
+    repeated = ray.data.from_items([*rows_, {"id": 2, "query": "again", "responses": ["c"]}])
+    with pytest.raises(ValueError, match="the 'id' column repeats 2: each row needs a key of its own"):
+        score_on_ray(repeated, tmp_path / "a.jsonl", never, replicas=1, seed=0)
+    floats = ray.data.from_items([{**r, "id": r["id"] + 0.5} for r in rows_])
+    with pytest.raises(
+        ValueError, match="the 'id' column holds double values; a row's key must be an integer or a str"
+    ):
+        score_on_ray(floats, tmp_path / "b.jsonl", never, replicas=1, seed=0)
+    assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "b.jsonl").exists()
