@@ -209,8 +209,9 @@ class ScoreJob:
             **model,
             "judgements": judgements,
         }
-        for name in ("max_new_tokens", "max_retries"):  # the option, else the model's setting (None: the model's)
-            settings[name] = getattr(options, name) if getattr(options, name) is not None else model.get(name)
+        for option in ("max_new_tokens", "max_retries"):  # the option, else the model's setting (None: the model's)
+            asked = getattr(options, option)
+            settings[option] = asked if asked is not None else model.get(option)
         if self.output.path is None:
             self.settings = resolve_settings("-", settings, started=False)
         else:
