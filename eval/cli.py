@@ -17,6 +17,7 @@ from grm.flags import (
     add_scoring_flags,
     check_model_flags,
     integer,
+    model_settings,
     open_scorer,
     scoring_options,
 )
@@ -72,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _eval_command(args: argparse.Namespace) -> int:
     from grm.eval.benchmarks import get_benchmark
     from grm.eval.report import write_report
-    from grm.eval.runner import evaluate
+    from grm.eval.runner import check_cache, evaluate
 
     bench = get_benchmark(args.benchmark)
     checks = parse_checks(args.diagnose)
@@ -88,6 +89,19 @@ def _eval_command(args: argparse.Namespace) -> int:
     if args.ray:
         import grm.distributed  # noqa: F401  (without the ray extra, nothing is loaded)
     next(iter(bench.items(data, split=args.split, name=args.name)), None)
+    model = model_settings(args)  # recorded beside the cache: a resume with another model is refused, unloaded
+    cache = args.output / CACHE_FILE
+    check_cache(
+        bench,
+        data,
+        cache,
+        options,
+        model=model,
+        rated=args.meta_rm is not None,
+        split=args.split,
+        name=args.name,
+        chunk_size=args.chunk_size,
+    )
     with open_scorer(args) as (scorer, meta_rm):  # with --ray: replicas on a Ray cluster
         result = evaluate(
             bench,
@@ -95,7 +109,8 @@ def _eval_command(args: argparse.Namespace) -> int:
             scorer,
             options,
             meta_rm=meta_rm,
-            cache=args.output / CACHE_FILE,
+            cache=cache,
+            model=model,
             chunk_size=args.chunk_size,
             draws=args.draws,
             n_bootstrap=args.bootstrap,
