@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from grm.backends import BackendUnavailableError
 from grm.flags import (
+    COUNT,
     POSITIVE,
     add_chunk_flag,
     add_meta_flags,
@@ -25,6 +26,7 @@ from grm.flags import (
     number,
     open_scorer,
     ray_replica,
+    real,
     scoring_options,
 )
 from grm.jobs import JobStopped, ScoreJob
@@ -161,6 +163,18 @@ def _serve_command(args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         api_key=args.api_key or os.environ.get("GRM_API_KEY") or None,
         default_k=options.k,
+        seed=args.seed,
+        group_size=args.group_size,
+        group_wait_s=args.group_wait_ms / 1000,
+        n_max=args.n_max,
+        cache_size=args.cache_size,
+        cache_ttl_s=args.cache_ttl,
+        policy_tokenizer=args.policy_tokenizer,
+        length_penalty=args.length_penalty,
+        failed_reward=args.failed_reward,
+        max_work_tokens=args.max_work_tokens,
+        max_batch_judgements=args.max_batch_judgements,
+        worker_threads=args.worker_threads,
     )
     if options.k > config.max_k:
         raise ValueError(f"-k {options.k} is above --max-k {config.max_k}")
@@ -173,7 +187,7 @@ def _serve_command(args: argparse.Namespace) -> int:
 def _register_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve a GRM over HTTP (POST /score, OpenRLHF POST /get_reward, GET /health)",
+        help="serve a GRM over HTTP (POST /score, OpenRLHF POST /get_reward, slime POST /reward, GET /health)",
         description="Serve a GRM over HTTP with dynamic batching of concurrent requests. The API key may also "
         "come from the GRM_API_KEY environment variable. -k, --max-new-tokens and --max-retries are what a request "
         "that names none gets.",
@@ -199,7 +213,33 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
         default=512,
         help="requests being scored at once (bodies received); more get 503",
     )
+    p.add_argument("--max-batch-judgements", type=POSITIVE, default=1024, help="judgements per engine call at most")
+    p.add_argument(
+        "--max-work-tokens", type=POSITIVE, default=2**26, help="tokens the requests in flight may generate at most"
+    )
+    p.add_argument("--worker-threads", type=POSITIVE, default=2, help="threads that read and check request bodies")
+    rl = p.add_argument_group("RL protocols (/get_reward, /reward: docs/rl.md)")
+    rl.add_argument("--seed", type=integer(), default=None, help="seed of RL requests that send none (default: drawn)")
+    rl.add_argument(
+        "--group-size", type=COUNT, default=0, help="hold per-sample calls until a prompt's N samples are in (0: off)"
+    )
+    rl.add_argument(
+        "--group-wait-ms", type=number(0), default=30000.0, help="release an incomplete group after this long"
+    )
+    rl.add_argument("--n-max", type=POSITIVE, default=8, help="responses judged together at most (a group's chunks)")
+    rl.add_argument("--cache-size", type=COUNT, default=4096, help="identical requests (retries) answered from a cache")
+    rl.add_argument("--cache-ttl", type=number(0), default=600.0, help="seconds a cached result stays")
+    rl.add_argument("--policy-tokenizer", default=None, help="tokenizer whose special tokens de-template the policy's")
+    rl.add_argument("--length-penalty", type=number(0), default=0.0, help="reward shaping within a group (0: off)")
+    rl.add_argument(
+        "--failed-reward", type=_failed_reward, default=0.0, help="reward of an unscored sample: a number, or min"
+    )
     p.set_defaults(func=_serve_command)
+
+
+def _failed_reward(text: str) -> float | str:
+    """``--failed-reward``: ``min`` (the group's lowest reward) or a number."""
+    return "min" if text == "min" else real(text)
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -39,9 +39,9 @@ except ModuleNotFoundError as e:  # pragma: no cover - depends on the install
 
 from grm.backends import Completion, GenerationRequest
 from grm.jobs import JobStats, JobStopped, Row, ScoreJob, model_settings, score_rows
+from grm.judges import JudgeFormat
 from grm.model import GRM
 from grm.outputs import STDOUT
-from grm.prompts import PromptTemplate
 from grm.rows import Columns, RowItem, row_item
 from grm.scoring import ScoringOptions
 from grm.sources import Source
@@ -327,9 +327,9 @@ def ray_grm(
     started = connect(address, replicas * replica.num_cpus, verbose)
     remote = ray.remote(num_cpus=replica.num_cpus, num_gpus=replica.num_gpus, max_restarts=-1, max_task_retries=-1)
     actors = [remote(_Engine).remote(replica) for _ in range(replicas)]
-    template, score_range, max_new_tokens, max_retries = ray.get(actors[0].settings.remote())
+    judge, score_range, max_new_tokens, max_retries = ray.get(actors[0].settings.remote())
     backend = RayBackend(actors, started)
-    grm = GRM(backend, template, score_range=score_range, max_new_tokens=max_new_tokens, max_retries=max_retries)
+    grm = GRM(backend, judge=judge, score_range=score_range, max_new_tokens=max_new_tokens, max_retries=max_retries)
     return grm, (RayMetaRM(actors) if replica.meta_rm is not None else None)
 
 
@@ -378,8 +378,9 @@ class _Engine:
     def __init__(self, replica: Replica) -> None:
         self.rm, self.meta_rm = replica.load()
 
-    def settings(self) -> tuple[PromptTemplate, tuple[int, int], int, int]:
-        return self.rm.template, self.rm.score_range, self.rm.max_new_tokens, self.rm.max_retries
+    def settings(self) -> tuple[JudgeFormat, tuple[int, int], int, int]:
+        """The replica's judge format (its template included), score range and generation defaults."""
+        return self.rm.judge, self.rm.score_range, self.rm.max_new_tokens, self.rm.max_retries
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         return self.rm.backend.generate(requests)

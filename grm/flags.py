@@ -19,7 +19,7 @@ from typing import Any
 
 from grm.backends import BACKENDS
 from grm.jobs import model_settings as job_model_settings
-from grm.scoring import ScoringOptions, check_meta_rm
+from grm.scoring import TOURNAMENTS, ScoringOptions, check_meta_rm
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -95,7 +95,17 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backend", default="transformers", choices=BACKENDS, help="generation engine")
     p.add_argument(
-        "--template", default=None, help="built-in template name or a .j2 file (default: the model's, else default)"
+        "--judge",
+        default=None,
+        help="judge format (docs/judges.md): spct, deepseek-grm, prometheus-absolute, prometheus-relative, "
+        "pairwise-verdict, rm-r1, reward-anything, nemotron-genrm, flow-judge, selene "
+        "(default: the model's, else spct)",
+    )
+    p.add_argument(
+        "--template", default=None, help="a .j2 file or built-in template replacing the judge format's prompt"
+    )
+    p.add_argument(
+        "--gguf-file", default=None, help="a GGUF file in the --model folder to load (transformers, extra gguf)"
     )
     p.add_argument("--batch-size", type=POSITIVE, default=None, help="sequences per forward batch (transformers)")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (transformers)")
@@ -127,6 +137,21 @@ def add_scoring_flags(
     )
     p.add_argument(
         "--max-retries", type=COUNT, default=0, help="resample unreadable judgements up to N times (default: 0)"
+    )
+    p.add_argument(
+        "--thinking-tokens",
+        type=COUNT,
+        default=None,
+        help="room for a thinking judge's reasoning, added to the answer's",
+    )
+    p.add_argument(
+        "--strip-thinking", action="store_true", help="drop each response's own <think> block and end tokens first"
+    )
+    p.add_argument(
+        "--tournament",
+        choices=TOURNAMENTS,
+        default="all-pairs",
+        help="how a pairwise judge ranks more than 2 responses (default: %(default)s)",
     )
     if sampling:
         p.add_argument(
@@ -188,9 +213,10 @@ def scoring_options(args: argparse.Namespace) -> ScoringOptions:
         adaptive=getattr(args, "adaptive", False),
         risk=getattr(args, "risk", 0.0),
         budget=getattr(args, "budget", None),
+        thinking_tokens=args.thinking_tokens,
+        strip_thinking=args.strip_thinking,
+        tournament=args.tournament,
     )
-    if options.temperature is not None and not math.isfinite(options.temperature):
-        raise ValueError(f"temperature must be a finite number >= 0, got {options.temperature}")
     check_meta_rm(options, rated=getattr(args, "meta_rm", None) is not None)
     return options
 
@@ -199,7 +225,7 @@ def grm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """:meth:`grm.GRM.from_pretrained`'s keyword arguments from the flags (all but the model and the backend);
     ``--max-new-tokens`` and ``--max-retries`` are the GRM's defaults too, so a server's requests get them."""
     kwargs: dict[str, Any] = {}
-    for name in ("batch_size", "device", "dtype"):
+    for name in ("batch_size", "device", "dtype", "gguf_file"):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
     for item in args.backend_arg:
@@ -211,6 +237,7 @@ def grm_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         except json.JSONDecodeError:
             kwargs[key] = value
     return {
+        "judge": args.judge,
         "template": args.template,
         "max_new_tokens": args.max_new_tokens,
         "max_retries": args.max_retries,
@@ -226,6 +253,10 @@ def model_settings(args: argparse.Namespace) -> dict[str, Any]:
 def check_model_flags(args: argparse.Namespace) -> None:
     """The model flags that can be checked without loading anything: the backend arguments and the template."""
     grm_kwargs(args)
+    if args.judge is not None:
+        from grm.judges import get_judge
+
+        get_judge(args.judge)
     if args.template is not None:
         from grm.prompts import PromptTemplate
 

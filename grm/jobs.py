@@ -72,14 +72,16 @@ def model_settings(
     meta_rm: str | Path | None = None,
 ) -> dict[str, Any]:
     """The settings of a model that change what it scores, as recorded with an output: the GRM (``model``,
-    ``backend``, and of :meth:`grm.GRM.from_pretrained`'s ``kwargs`` the ``template``, ``score_range``, ``dtype``,
-    ``max_new_tokens`` and ``max_retries``) and the ``meta_rm``. A local path is recorded absolute; None means the
-    default (the shipped GRM, the model's template...)."""
+    ``backend``, and of :meth:`grm.GRM.from_pretrained`'s ``kwargs`` the ``judge``, ``template``, ``gguf_file``,
+    ``score_range``, ``dtype``, ``max_new_tokens`` and ``max_retries``) and the ``meta_rm``. A local path is recorded
+    absolute; None means the default (the shipped GRM, the model's template...)."""
     kwargs = dict(kwargs or {})
     template = kwargs.get("template")
     return {
         "model": _where(model),
         "backend": backend,
+        "judge": getattr(kwargs.get("judge"), "name", kwargs.get("judge")),
+        "gguf_file": kwargs.get("gguf_file"),
         "template": getattr(template, "name", None)
         if template is not None and not isinstance(template, str | Path)
         else _where(template),

@@ -131,8 +131,8 @@ class ScoringOptions:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         t = self.temperature
-        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Real) or not t >= 0):
-            raise ValueError(f"temperature must be a number >= 0 (or None for the default), got {t!r}")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 <= t < math.inf):
+            raise ValueError(f"temperature must be a finite number >= 0 (or None for the default), got {t!r}")
         r = self.risk
         if isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0 <= r < 1:
             raise ValueError(f"risk must be a number in [0, 1) (0: the exact rule), got {r!r}")

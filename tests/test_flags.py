@@ -61,3 +61,23 @@ def test_real_reads_ascii_numbers_and_leaves_the_range():
     for text in ("\u0663.5", "0.\uff15", "1,5", "", "one"):
         with pytest.raises(argparse.ArgumentTypeError, match="ASCII"):
             real(text)
+
+
+def test_judge_flags_reach_the_options_and_the_model_and_a_bad_name_fails_before_anything_loads(tmp_path, capsys):
+    from grm.cli import main
+    from grm.flags import grm_kwargs, model_settings
+
+    for name, argv in COMMANDS.items():
+        args = build_parser().parse_args(
+            [*argv, "--judge", "pairwise-verdict", "--tournament", "knockout", "--thinking-tokens", "512"]
+            + ["--strip-thinking"]
+        )
+        options = scoring_options(args)
+        assert (options.tournament, options.thinking_tokens, options.strip_thinking) == ("knockout", 512, True), name
+        assert grm_kwargs(args)["judge"] == "pairwise-verdict" and model_settings(args)["judge"] == "pairwise-verdict"
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"query": "q", "responses": ["a", "b"]}\n')
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--input", str(inp), "--output", str(out), "--judge", "no-such"]) == 2
+    assert "unknown judge format 'no-such'; the known ones are spct" in capsys.readouterr().err
+    assert not out.exists()

@@ -82,7 +82,7 @@ BAD_FIELDS = [
     ({**GOOD, "principles": [1, 2]}, "principle 0 must be a string, got int"),
     ({**GOOD, "principles": {"be": "brief"}}, "principles must be a string or a list of strings, got dict"),
     ({**GOOD, "reference": 42}, "reference must be a string, got int"),
-    ({**GOOD, "temperature": -1}, "temperature must be a number >= 0"),
+    ({**GOOD, "temperature": -1}, "temperature must be a finite number >= 0"),
     ({**GOOD, "k_meta": 1}, "k_meta"),
     ({**GOOD, "k": 2.5}, "k must be an integer"),
     ({**GOOD, "shuffle": "no"}, "shuffle must be True or False"),
