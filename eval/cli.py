@@ -67,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--diagnose-sample", type=integer(), default=100, metavar="N", help="items re-scored by position and injection"
     )
+    p.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip rows that are not valid items (counted and named in the report) instead of stopping; the "
+        "default follows the benchmark's rule (only synthetic skips)",
+    )
     p.set_defaults(func=_eval_command)
 
 
@@ -88,7 +94,7 @@ def _eval_command(args: argparse.Namespace) -> int:
     check_model_flags(args)
     if args.ray:
         import grm.distributed  # noqa: F401  (without the ray extra, nothing is loaded)
-    next(iter(bench.items(data, split=args.split, name=args.name)), None)
+    next(iter(bench.read(data, split=args.split, name=args.name)), None)  # the data opens (a bad row is evaluate's)
     model = model_settings(args)  # recorded beside the cache: a resume with another model is refused, unloaded
     cache = args.output / CACHE_FILE
     check_cache(
@@ -119,11 +125,13 @@ def _eval_command(args: argparse.Namespace) -> int:
             limit=args.limit,
             diagnose=checks,
             diagnose_sample=args.diagnose_sample,
+            skip_bad_rows=True if args.skip_bad_rows else None,
         )
     paths = write_report(result, args.output)
     drawn = f", {result.compute['judgements_per_item']:.2f} judgements per item" if result.adaptive else ""
+    skipped = f", {result.n_skipped} bad rows skipped" if result.n_skipped else ""
     logger.info(
-        "%s %s: %.1f (%s@%d%s, %d items%s); report in %s",
+        "%s %s: %.1f%% (%s@%d%s, %d items%s%s); report in %s",
         result.benchmark,
         result.headline_key,
         100 * result.headline,
@@ -132,6 +140,7 @@ def _eval_command(args: argparse.Namespace) -> int:
         " adaptive" if result.adaptive else "",
         result.n_items,
         drawn,
+        skipped,
         paths["markdown"],
     )
     for check, d in result.diagnostics.items():

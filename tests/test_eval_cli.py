@@ -83,3 +83,17 @@ def test_grm_eval_with_a_meta_rm(memorized_grm_path, tmp_path):
     [row] = [json.loads(x) for x in (out / "judgements.jsonl").read_text().splitlines()]
     assert len(row["reward"]["meta_scores"]) == 2 and len(row["reward"]["kept"]) == 1
     assert (out / "report.md").read_text().startswith("# rewardbench: 100.0% accuracy, MetaRM@2")
+
+
+def test_grm_eval_stops_at_a_bad_row_naming_it_or_skips_it_when_asked(tmp_path, caplog):
+    """RewardBench needs its full item set: a bad row stops the run, named; --skip-bad-rows counts it and goes on."""
+    data = tmp_path / "rb.jsonl"
+    good = {"prompt": "What is 48 + 37?", "chosen": "85", "rejected": "84", "subset": "math-prm", "id": 1}
+    data.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": 2, "chosen": ["not", "text"]}) + "\n")
+    args = ["eval", "--benchmark", "rewardbench", "--data", str(data), "-k", "1", "--seed", "0"]
+    assert main([*args, "--output", str(tmp_path / "stop")]) == 2
+    assert "line 2" in caplog.text and not (tmp_path / "stop" / "result.json").exists()
+    caplog.clear()
+    assert main([*args, "--output", str(tmp_path / "skip"), "--skip-bad-rows"]) == 0
+    result = json.loads((tmp_path / "skip" / "result.json").read_text())
+    assert result["n_items"] == 1 and "1 bad rows skipped" in caplog.text
