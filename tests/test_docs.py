@@ -71,7 +71,6 @@ SKIP: dict[tuple[str, str], str] = {
     ("docs/rl.md", '"path/to/policy"'): PLACEHOLDER,
     ("docs/rl.md", "grm serve --model PATH"): PLACEHOLDER + "; a server that runs until stopped",
     ("docs/scaling-out.md", "--model my-org/my-grm"): GPU + "; " + PLACEHOLDER,
-    ("docs/scoring.md", 'GRM.from_pretrained("path/or/hub-id")'): PLACEHOLDER,
     ("docs/training.md", "grm train rft  --config training/configs/rft.yaml  [--learning_rate"): CONFIGS,
     ("docs/training.md", "grm train grpo --config training/configs/grpo.yaml [--beta"): CONFIGS,
     ("docs/training.md", "--rule mydomain.rules:cites_the_reference"): CONFIGS,
@@ -85,10 +84,6 @@ XFAIL: dict[tuple[str, str], str] = {
     ),
     ("docs/design.md", "class Backend(Protocol):"): "NameError: Protocol (and Sequence, ...) are not imported",
     ("docs/evaluation.md", "paired_difference(before, after"): "NameError: before and after are never defined",
-    ("docs/scoring.md", "opts = ScoringOptions(k=8, seed=0, max_retries=2)"): (
-        "NameError: ScoringOptions and rm come from the skipped block above (a path placeholder), items is never "
-        "defined"
-    ),
     ("docs/scaling-out.md", "grm score --ray --replicas 2 --input pairs.jsonl"): (
         "pairs.jsonl: no such file, and the page does not say where it comes from"
     ),
