@@ -44,7 +44,6 @@ PIPELINE = "trains the shipped GRM from scratch: about an hour on 2 cores"
 
 # (page, text the block or command holds) -> why it is not run. Keep it small: only what cannot run offline on a CPU.
 SKIP: dict[tuple[str, str], str] = {
-    ("README.md", 'GRM.from_pretrained("path/or/hub-id")'): PLACEHOLDER,
     ("README.md", "--input trl-lib/ultrafeedback_binarized"): HUB,
     ("README.md", "grm train rft  --config training/configs/rft.yaml  [--learning_rate"): CONFIGS,
     ("README.md", "grm train grpo --config training/configs/grpo.yaml [--beta"): CONFIGS,
