@@ -190,7 +190,7 @@ def test_grpo_starts_from_an_rft_adapter_and_records_curves(tmp_path, first_wins
         )
         with caplog.at_level("INFO", logger="grm.training.common"):
             trainer = run_grpo(config)
-        assert f"GRPO: the trained GRM saved to {out}" in caplog.text
+        assert f"GRPO-trained GRM saved to {out}" in caplog.text
         assert (out / "adapter_config.json").exists() is use_peft
         assert (out / "model.safetensors").exists() is not use_peft
         assert any("rewards/rule_reward/mean" in h for h in trainer.state.log_history)

@@ -44,7 +44,7 @@ def test_the_recipe_trains_every_stage_on_the_shipped_grm(tmp_path, monkeypatch,
             argv = [a for a in argv if a not in ("-k", "4")]
         with caplog.at_level("INFO"):
             assert main(["train", *argv, *smaller[argv[0]]]) == 0, argv
-    for trained in ("SFT: the trained GRM saved to recipe/rft", "GRPO: the trained GRM saved to recipe/grpo"):
+    for trained in ("fine-tuned GRM saved to recipe/rft", "GRPO-trained GRM saved to recipe/grpo"):
         assert trained in caplog.text
     assert "meta RM saved to recipe/meta_rm" in caplog.text
     assert (tmp_path / "recipe/rft/adapter_config.json").is_file()  # rft.yaml trains LoRA; GRPO trained it on

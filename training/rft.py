@@ -37,11 +37,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
 from trl import SFTConfig
 
 from grm.jsonl import JsonlWriter, load_finished, read_rows
 from grm.model import GRM
-from grm.progress import progress_bar
 from grm.rule import best_index, is_correct
 from grm.scoring import SAMPLING_TEMPERATURE, ScoringOptions, resolve_options
 from grm.training.common import (
@@ -195,7 +195,7 @@ def build_sft_set(
     with (
         JsonlWriter(records) as record_writer,
         JsonlWriter(sft) as sft_writer,
-        progress_bar(desc="rft", unit="ex", leave=True) as bar,
+        tqdm(desc="rft", unit="ex") as bar,
     ):
         chunk: list[tuple[int, Example]] = []
         for index, example in enumerate(examples):
@@ -384,7 +384,7 @@ def train_sft(config: RFTConfig, sft_path: str | Path):
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
         save_prompting(config, config.sample_max_new_tokens)
-        log_saved("SFT: the trained GRM", config.output_dir)
+        log_saved("fine-tuned GRM", config.output_dir)
     return trainer
 
 
@@ -442,7 +442,9 @@ def run_rft(config: RFTConfig) -> RFTStats:
             close()
         del rm, examples
         gc.collect()  # free the sampling engine before training
-    if not config.skip_training:
+    if config.skip_training:
+        log_saved("RFT set (skip_training: no model trained)", data_dir)
+    else:
         train_sft(config, data_dir / "sft.jsonl")
     return stats
 
