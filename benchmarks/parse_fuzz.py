@@ -8,7 +8,7 @@ for each family and overall (and how many inputs the baseline raised on, or was 
 
     python benchmarks/parse_fuzz.py [--baseline 4aa61f9] [--timeout 10] [--max-size 1000000]
 
-``tests/test_hostile.py`` parses the same families with a per-input time bound.
+``tests/test_parsing.py`` parses the same families with a per-input time bound.
 """
 
 from __future__ import annotations

@@ -108,6 +108,13 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
         "--gguf-file", default=None, help="a GGUF file in the --model folder to load (transformers, extra gguf)"
     )
     p.add_argument("--batch-size", type=POSITIVE, default=None, help="sequences per forward batch (transformers)")
+    p.add_argument(
+        "--threads",
+        type=POSITIVE,
+        default=None,
+        help="torch threads in this process (transformers; default: 1 for the shipped tiny GRM, whose work is too "
+        "small to share, else torch's default)",
+    )
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (transformers)")
     p.add_argument("--dtype", default=None, help="e.g. float32, bfloat16 (transformers)")
     p.add_argument(
@@ -268,9 +275,23 @@ def load_grm(args: argparse.Namespace, **overrides: Any):
     from grm.model import GRM
     from grm.progress import adopt_library_logs
 
+    set_threads(args)
     rm = GRM.from_pretrained(args.model, args.backend, **{**grm_kwargs(args), **overrides})
     adopt_library_logs()  # the engine's libraries are imported now: their warnings go through grm's handler
     return rm
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """``--threads``, else one thread for the shipped GRM on the transformers backend: a 0.9M-parameter model's
+    operations are too small to share between threads, which then mostly wait on each other (docs/performance.md:
+    the main job took 9.5 s with one thread and 41.8 s with two on 2 busy cores)."""
+    threads = getattr(args, "threads", None)
+    if threads is None and args.model is None and args.backend == "transformers":
+        threads = 1
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def load_meta_rm(args: argparse.Namespace, **overrides: Any):

@@ -422,7 +422,7 @@ class ScoringPlan:
             yield from self.rate(pending)
             active = self._undecided(active) + self._next_matches(active) if answered else []
         for s in self.states:
-            del s.judgements[s.drawn :]
+            del s.judgements[s.drawn :], s.groups[s.drawn :]
 
     def draw(self, pending: list[tuple[int, int]], round_index: int) -> Generator[Step, Any, bool]:
         """Draw the ``pending`` (item, sample) slots, then retry those left unreadable; False when the backend

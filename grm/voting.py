@@ -41,6 +41,8 @@ def top_k_meta(meta_scores: Sequence[float], k_meta: int, groups: Sequence[int] 
     if k_meta < 1:
         raise ValueError(f"k_meta must be >= 1, got {k_meta}")
     labels = [0] * len(meta_scores) if groups is None else list(groups)
+    if len(labels) != len(meta_scores):
+        raise ValueError(f"got {len(labels)} group labels for {len(meta_scores)} meta scores")
     kept: list[int] = []
     for label in dict.fromkeys(labels):
         members = [i for i, g in enumerate(labels) if g == label]
