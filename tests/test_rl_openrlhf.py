@@ -77,6 +77,11 @@ def test_per_sample_requests_of_a_group_in_any_order_get_the_group_judgement(ser
     for response, reply in replies[0].items():
         assert reply["rewards"] == pytest.approx([normalized[response]])
         assert reply["extra_logs"]["grm_group_size"] == [len(RESPONSES)]
+    # one /score call on the whole group, with the same seed and the group's key as its id, gives the same rewards
+    url, _ = served(SeededJudge(), default_k=3)
+    whole = {"query": messages, "responses": sorted(RESPONSES), "reference": "4", "id": key, "k": 3, "seed": 11}
+    scored = httpx.post(f"{url}/score", json=whole).json()
+    assert dict(zip(sorted(RESPONSES), scored["normalized"])) == pytest.approx(normalized)
 
 
 def test_a_missing_member_releases_the_group_after_the_wait_and_a_retry_costs_nothing(served):

@@ -108,10 +108,12 @@ class RewardService:
 
     async def score(self, body: dict[str, Any]) -> dict[str, Any]:
         """``/score``: the Reward as JSON, plus ``normalized`` (mean mapped onto [0, 1]), ``n_drawn`` (judgements
-        generated) and the request's ``id`` if it sent one."""
+        generated) and the request's ``id`` if it sent one. A string or integer ``id`` seeds the item, as an
+        :class:`grm.Item`'s id does in ``score_batch``."""
         request = await self.offload(score_request, self.rm, self.config, body, self.rated)
-        with self.reserve(self.work_of(1, request.options)):
-            (reward,) = await self.cache.score([request.item], request.options)
+        key = request.id if isinstance(request.id, str | int) and not isinstance(request.id, bool) else 0
+        with self.reserve(self.work_of(1, request.options)):  # seeded by its id, as an Item is (else as item 0)
+            (reward,) = await self.cache.score([request.item], request.options, [key])
         out = {**reward.to_dict(), "normalized": reward.normalized(self.rm.score_range), "n_drawn": reward.n_drawn}
         return {**out, "id": request.id} if request.has_id else out
 
