@@ -64,7 +64,6 @@ SKIP: dict[tuple[str, str], str] = {
     ),
     ("docs/judges.md", '"BBQGOD/DeepSeek-GRM-27B", backend="vllm"'): GPU + "; " + HUB,
     ("docs/judges.md", 'GRM.from_openai("http://127.0.0.1:8000/v1", "Qwen/Qwen3-8B"'): SERVER,
-    ("docs/meta-rm.md", 'GRM.from_pretrained("path/to/grm")'): PLACEHOLDER,
     ("docs/meta-rm.md", "--model path/to/grm"): PLACEHOLDER,
     ("docs/meta-rm.md", "--model_name_or_path path/to/base"): PLACEHOLDER,
     ("docs/rl.md", '"path/to/policy"'): PLACEHOLDER,
