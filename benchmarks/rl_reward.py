@@ -26,13 +26,11 @@ import asyncio
 import hashlib
 import random
 import re
-import socket
 import statistics
-import threading
 import time
 
 import httpx
-import uvicorn
+from server import run_server  # benchmarks/server.py: the same local uvicorn server
 
 from grm import GRM, Item, ScoringOptions
 from grm.backends import Completion
@@ -107,18 +105,6 @@ def synthetic_rollouts(prompts: int) -> list[tuple[str, str]]:
 
     examples = make_examples(prompts, seed=0, response_weights=(0, 0, 0, 1))
     return [(chatml(e.query), r) for e in examples for r in e.responses]
-
-
-def run_server(app):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def openrlhf_body(prompt: str, response: str) -> dict:

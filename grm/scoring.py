@@ -44,7 +44,7 @@ from grm.judges import JudgeFormat, Reader
 from grm.parsing import parse_judgement
 from grm.seeding import item_seed, random_seed, request_seed, seeded_rng
 from grm.thinking import split_thinking, strip_thinking
-from grm.types import Item, Judgement, Message, Reward
+from grm.types import Item, Judgement, Message, Reward, replace_fields
 
 logger = logging.getLogger(__name__)
 
@@ -170,11 +170,7 @@ class ScoringOptions:
 
     def replace(self, **changes: Any) -> ScoringOptions:
         """A copy with ``changes`` applied (and validated); TypeError naming any option that does not exist."""
-        known = [f.name for f in dataclasses.fields(self)]
-        unknown = sorted(set(changes) - set(known))
-        if unknown:
-            raise TypeError(f"unknown scoring option(s) {unknown}; the options are {', '.join(known)}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, "scoring option", **changes)
 
 
 def resolve_options(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import reprlib
 from collections.abc import Mapping, Sequence
@@ -107,6 +108,16 @@ def normalize_score_range(score_range: Sequence[int]) -> tuple[int, int]:
     if low > high:
         raise ValueError(f"score_range must be [low, high] with low <= high, got [{low}, {high}]")
     return low, high
+
+
+def replace_fields(obj: Any, what: str, **changes: Any) -> Any:
+    """``dataclasses.replace(obj, **changes)`` (validated as the class validates itself), with a TypeError naming
+    every unknown field and listing the known ones (``what``: e.g. "scoring option")."""
+    known = [f.name for f in dataclasses.fields(obj)]
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise TypeError(f"unknown {what}(s) {unknown}; the options are {', '.join(known)}")
+    return dataclasses.replace(obj, **changes)
 
 
 ITEM_KEYS = ("query", "responses", "principles", "reference", "id", "hint")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 
 from grm.search.answers import AnswerOf, Equal, extract_answer
 from grm.seeding import random_seed
+from grm.types import replace_fields
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,7 @@ class SearchOptions:
 
     def replace(self, **changes: Any) -> SearchOptions:
         """A copy with ``changes`` applied (and validated); TypeError naming any option that does not exist."""
-        known = [f.name for f in dataclasses.fields(self)]
-        unknown = sorted(set(changes) - set(known))
-        if unknown:
-            raise TypeError(f"unknown search option(s) {unknown}; the options are {', '.join(known)}")
-        return dataclasses.replace(self, **changes)
+        return replace_fields(self, "search option", **changes)
 
 
 def resolve_search_options(options: SearchOptions | None, overrides: Mapping[str, Any]) -> SearchOptions:
