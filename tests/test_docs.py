@@ -66,7 +66,6 @@ SKIP: dict[tuple[str, str], str] = {
     ("docs/judges.md", 'GRM.from_openai("http://127.0.0.1:8000/v1", "Qwen/Qwen3-8B"'): SERVER,
     ("docs/meta-rm.md", "--model path/to/grm"): PLACEHOLDER,
     ("docs/meta-rm.md", "--model_name_or_path path/to/base"): PLACEHOLDER,
-    ("docs/rl.md", '"path/to/policy"'): PLACEHOLDER,
     ("docs/rl.md", "grm serve --model PATH"): PLACEHOLDER + "; a server that runs until stopped",
     ("docs/scaling-out.md", "--model my-org/my-grm"): GPU + "; " + PLACEHOLDER,
     ("docs/training.md", "grm train rft  --config training/configs/rft.yaml  [--learning_rate"): CONFIGS,
