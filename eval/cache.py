@@ -63,7 +63,9 @@ def read_cache(path: str | Path) -> dict[str, Cached]:
 def _compact(row: dict[str, Any], path: str | Path) -> Cached:
     if "reward" in row:
         reward = row["reward"]
-        judgements = [Judgement(text="", scores=j["scores"], error=j["error"]) for j in reward["judgements"]]
+        judgements = [
+            Judgement(text="", scores=j["scores"], error=j["error"], order=j.get("order")) for j in reward["judgements"]
+        ]
         return Cached(
             k=row["k"],
             judgements=judgements,

@@ -54,25 +54,29 @@ def vote_values(
     or (draws, items, width) when ``value`` returns ``width`` > 1 numbers.
 
     With ``meta``, the items' meta scores guide the vote (the ``k_meta`` rated highest are voted; default half).
-    Draw ``d`` uses the same random stream with or without ``meta``, so the two modes see the same subsets.
+    Draw ``d`` uses the same random stream with or without ``meta``, so the two modes see the same subsets. A judge
+    that sees part of an item per judgement (a pair, one response: :meth:`grm.judges.JudgeFormat.orders`) has
+    ``units`` judgements per sample, sample-major; k samples are then drawn whole, every part of each.
     """
-    pools = {len(item.judgements) for item in judged}
+    units = [len({tuple(sorted(j.order)) for j in item.judgements if j.order is not None}) or 1 for item in judged]
+    pools = {len(item.judgements) // m for item, m in zip(judged, units)}
     if len(pools) > 1 or k > min(pools, default=k):
-        raise ValueError(f"cannot vote {k} judgements per item: items hold {sorted(pools)} judgements each")
+        raise ValueError(f"cannot vote {k} samples per item: items hold {sorted(pools)} samples each")
     pool = pools.pop() if pools else k
     out = np.empty((draws, len(judged)) if width == 1 else (draws, len(judged), width))
     for d in range(draws):
         rng = seeded_rng(seed, k, d)  # tie-breaks
         if k < pool:  # k of the pool per item, at random, kept in sample order
             picks = np.sort(np.random.default_rng([seed, k, d]).random((len(judged), pool)).argsort(axis=1)[:, :k])
-            rows = picks.tolist()
+            samples = picks.tolist()
         else:
-            rows = [list(range(pool))] * len(judged)
-        for i, (item, row) in enumerate(zip(judged, rows)):
+            samples = [list(range(pool))] * len(judged)
+        for i, (item, picked, m) in enumerate(zip(judged, samples, units)):
+            row = [s * m + u for s in picked for u in range(m)]
             meta_scores = [item.meta[p] for p in row] if meta and item.meta is not None else None
-            v = vote(
-                [item.judgements[p] for p in row], len(item.truth), rng=rng, meta_scores=meta_scores, k_meta=k_meta
-            )
+            judgements = [item.judgements[p] for p in row]
+            groups = [p % m for p in row]
+            v = vote(judgements, len(item.truth), rng=rng, meta_scores=meta_scores, k_meta=k_meta, groups=groups)
             out[d, i] = value(v, item.truth)
     return out
 

@@ -108,8 +108,9 @@ def item_judged(item: EvalItem, judgements: list[Judgement], meta: list[float] |
 
 
 def light(judgements: Iterable[Judgement]) -> list[Judgement]:
-    """Judgements without their text: what voting needs, small enough to keep one per sample in memory."""
-    return [Judgement(text="", scores=j.scores, error=j.error) for j in judgements]
+    """Judgements without their text: what voting needs (scores, error, the order that tells which responses a
+    judgement saw), small enough to keep one per sample in memory."""
+    return [Judgement(text="", scores=j.scores, error=j.error, order=j.order) for j in judgements]
 
 
 def tokens(counts: Iterable[int | None]) -> int | None:

@@ -79,7 +79,7 @@ def test_ties_are_broken_at_random_and_unreadable_judgements_lose():
     assert 0.4 < v.mean() < 0.6
     unreadable = Judged("s", [1.0, 0.0], [judgement(), judgement()])
     assert vote_values([unreadable], PAIR.value, 2, draws=3, seed=0).tolist() == [[0.0]] * 3
-    with pytest.raises(ValueError, match="cannot vote 3 judgements"):
+    with pytest.raises(ValueError, match="cannot vote 3 samples"):
         vote_values([unreadable], PAIR.value, 3, draws=1, seed=0)
 
 
