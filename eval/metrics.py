@@ -16,7 +16,7 @@ import numpy as np
 
 from grm.metrics import average_ranks as average_ranks  # re-exported: eval's metrics, shared with training
 from grm.metrics import roc_auc as roc_auc
-from grm.seeding import seeded_rng
+from grm.seeding import numpy_rng, seeded_rng
 from grm.types import Judgement
 from grm.voting import Vote, vote
 
@@ -67,7 +67,7 @@ def vote_values(
     for d in range(draws):
         rng = seeded_rng(seed, k, d)  # tie-breaks
         if k < pool:  # k of the pool per item, at random, kept in sample order
-            picks = np.sort(np.random.default_rng([seed, k, d]).random((len(judged), pool)).argsort(axis=1)[:, :k])
+            picks = np.sort(numpy_rng(seed, k, d).random((len(judged), pool)).argsort(axis=1)[:, :k])
             samples = picks.tolist()
         else:
             samples = [list(range(pool))] * len(judged)
@@ -119,7 +119,7 @@ def bootstrap_intervals(
     """
     if n < 1:
         return {}
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     members, starts, sizes, counts = _clusters([g for g in groups if len(g)], units)
     base = np.repeat(np.cumsum(counts) - counts, counts)  # each draw slot's group's first unit
     span = np.repeat(counts, counts)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grm.seeding import numpy_rng
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -32,7 +34,7 @@ def mean_interval(
         raise ValueError(f"need one finite value per item, got {len(x)} values with {int(np.isnan(x).sum())} NaN")
     if n_bootstrap < 1 or not 0 < level < 1:
         raise ValueError(f"need n_bootstrap >= 1 and 0 < level < 1, got {n_bootstrap} and {level}")
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     means = np.empty(n_bootstrap)
     for start in range(0, n_bootstrap, 256):  # bounded memory for large item counts
         rows = min(256, n_bootstrap - start)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numbers
 import random
 
+import numpy as np
+
 SEED_SPACE = 2**31
 """Engine seeds lie in ``[0, SEED_SPACE)`` (what every engine accepts)."""
 
@@ -43,6 +45,23 @@ def rng_for(seed: int) -> random.Random:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"a seed must be an integer, got {type(seed).__name__} {seed!r:.60}")
     return random.Random(int(seed))
+
+
+def numpy_rng(*parts: int) -> np.random.Generator:
+    """NumPy's random generator of ``parts`` (e.g. ``(seed,)`` or ``(seed, k, draw)``: non-negative integers), for
+    the vectorised draws of bootstrap intervals and Voting@k subsets: the same parts, the same stream
+    (``np.random.default_rng(list(parts))``, which for one part is ``default_rng(seed)``)."""
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, numbers.Integral):
+            raise TypeError(f"a seed part must be an integer, got {type(part).__name__} {part!r:.60}")
+    return np.random.default_rng([int(p) for p in parts])
+
+
+def seed_torch(seed: int) -> None:
+    """Seed torch's global generator (a new model's initial weights) with ``seed``."""
+    import torch
+
+    torch.manual_seed(seed)
 
 
 def request_seed(seed: int, call: int, index: int) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from grm.seeding import seed_torch
+
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -69,7 +71,7 @@ def build_causal_lm(path: str | Path, texts: Iterable[str], *, seed: int = 0, **
     from transformers import AutoModelForCausalLM
 
     tokenizer = build_tokenizer(texts)
-    torch.manual_seed(seed)
+    seed_torch(seed)
     config = qwen2_config(len(tokenizer), **config_kwargs)
     config.eos_token_id, config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     model = AutoModelForCausalLM.from_config(config)
@@ -84,7 +86,7 @@ def build_sequence_classifier(path: str | Path, texts: Iterable[str], *, seed: i
     from transformers import AutoModelForSequenceClassification
 
     tokenizer = build_tokenizer(texts)
-    torch.manual_seed(seed)
+    seed_torch(seed)
     config = qwen2_config(len(tokenizer), **config_kwargs)
     config.num_labels, config.pad_token_id = 1, tokenizer.pad_token_id
     model = AutoModelForSequenceClassification.from_config(config)
@@ -116,7 +118,7 @@ def teach(
     """
     if len(prompts) != len(targets) or not prompts:
         raise ValueError(f"need as many targets as prompts (>0), got {len(prompts)} and {len(targets)}")
-    torch.manual_seed(seed)
+    seed_torch(seed)
     rows = []
     for messages, target in zip(prompts, targets):
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -219,7 +221,7 @@ def build_tiny_prm(
     texts = [p for p, _, _ in examples] + [s for _, ss, _ in examples for s in ss] + ["+", "-"]
     tokenizer = build_tokenizer(texts)
     tokenizer.add_tokens([step_tag], special_tokens=True)
-    torch.manual_seed(seed)
+    seed_torch(seed)
     config = qwen2_config(len(tokenizer))
     config.pad_token_id = tokenizer.pad_token_id
     if head == "causal":

@@ -22,3 +22,19 @@ def test_rng_for_takes_integers_only():
     for bad in (True, "5", 5.0, None):
         with pytest.raises(TypeError, match="a seed must be an integer"):
             rng_for(bad)
+
+
+def test_numpy_and_torch_draws_go_through_grm_seeding():
+    import numpy as np
+    import torch
+
+    from grm.seeding import numpy_rng, seed_torch
+
+    assert numpy_rng(5).random() == np.random.default_rng(5).random()  # the stream it always was
+    assert numpy_rng(5, 2, 1).random() == numpy_rng(5, 2, 1).random() != numpy_rng(5, 2, 0).random()
+    with pytest.raises(TypeError, match="a seed part must be an integer"):
+        numpy_rng(1.5)
+    seed_torch(3)
+    first = torch.rand(2)
+    seed_torch(3)
+    assert torch.equal(first, torch.rand(2))

@@ -47,6 +47,7 @@ from typing import Any
 
 from grm.assets import write_grm_config
 from grm.prompts import PromptTemplate
+from grm.seeding import seed_torch
 from grm.training import synthetic
 from grm.training.common import parse_config, read_jsonl
 
@@ -249,7 +250,6 @@ class Pipeline:
 
     def new_model(self, tokenizer: Any, hidden: int, layers: int, heads: int, intermediate: int, folder: Path):
         """A random Qwen2 of this size for ``tokenizer``, saved with it in ``folder`` (seeded by ``seed``)."""
-        import torch
         from transformers import AutoModelForCausalLM
 
         from grm.tiny import qwen2_config, save
@@ -259,7 +259,7 @@ class Pipeline:
         )
         config.intermediate_size = intermediate
         config.eos_token_id, config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-        torch.manual_seed(self.config.seed)
+        seed_torch(self.config.seed)
         model = AutoModelForCausalLM.from_config(config)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +14,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria,
 from grm.backends.base import Completion, GenerationRequest, Sampling, thinking_apart
 from grm.escaping import ControlTokens, added_tokens
 from grm.progress import progress_bar
-from grm.seeding import random_seed
+from grm.seeding import random_seed, rng_for
 from grm.thinking import opens_thinking
 
 logger = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class RowSampler(LogitsProcessor):
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
         self.temperature, self.top_p = temperature, top_p
-        self.streams = [random.Random(seed) for seed in seeds]
+        self.streams = [rng_for(seed) for seed in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.shape[0] != len(self.streams):
