@@ -30,6 +30,9 @@ PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.
 COPIED = ["examples", "training/configs"]
 """Inputs the docs name relative to the repository root, copied into each page's directory."""
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+"""The snippets' tiny models run on one torch thread: on a shared 2-core machine two threads mostly wait on each
+other (docs/performance.md#the-main-job), which made some blocks ten times slower."""
 COMMAND_TIMEOUT_S = 1200
 
 HUB = "needs the Hugging Face hub (a hub dataset or model)"
@@ -75,16 +78,7 @@ SKIP: dict[tuple[str, str], str] = {
 }
 
 # (page, text the block or command holds) -> what is wrong with it today. Strict: a fixed block fails until removed.
-XFAIL: dict[tuple[str, str], str] = {
-    ("docs/adaptive-compute.md", "rm.score_batch(items, k=32, adaptive=True)"): (
-        "NameError: rm and items are never defined and the page does not say where they come from"
-    ),
-    ("docs/design.md", "class Backend(Protocol):"): "NameError: Protocol (and Sequence, ...) are not imported",
-    ("docs/evaluation.md", "paired_difference(before, after"): "NameError: before and after are never defined",
-    ("docs/scaling-out.md", "grm score --ray --replicas 2 --input pairs.jsonl"): (
-        "pairs.jsonl: no such file, and the page does not say where it comes from"
-    ),
-}
+XFAIL: dict[tuple[str, str], str] = {}
 
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARKER = re.compile(r"^<!--\s*doc-test:\s*skip:\s*(.+?)\s*-->\s*$")
@@ -215,7 +209,7 @@ def run_command(snippet: Snippet, cwd: Path) -> None:
     argv = shlex.split(snippet.code)
     program = Path(sys.executable).with_name(argv[0])
     argv[0] = sys.executable if argv[0] == "python" else str(program if program.exists() else argv[0])
-    env = {**os.environ, **OFFLINE}
+    env = {**os.environ, **OFFLINE, **ONE_THREAD}
     result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
     assert result.returncode == 0, f"{snippet.id}: exit {result.returncode}\n{result.stderr[-3000:]}"
     if "--output" in argv:
@@ -235,4 +229,11 @@ def test_doc_snippet_runs(snippet: Snippet, workdirs, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(cwd)
-    run_python(snippet, namespace, done)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see ONE_THREAD
+    try:
+        run_python(snippet, namespace, done)
+    finally:
+        torch.set_num_threads(threads)
