@@ -8,9 +8,15 @@ and, where samples must differ, the random LM's samples (see :func:`random_lm_pa
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from helpers import MEMORIZED
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+"""The tests' models are tiny: on one torch thread they run faster than on two, which mostly wait on each other
+(docs/performance.md#the-main-job); the commands the tests start inherit it. Set it yourself to test with more."""
 
 
 @pytest.fixture(scope="session")
