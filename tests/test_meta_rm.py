@@ -470,7 +470,7 @@ def test_build_train_and_guide_voting_with_a_tiny_grm(memorized_grm_path, tmp_pa
         model_name_or_path=memorized_grm_path,  # a causal LM: the trainer adds a one-logit head
         train_file=str(data),
         eval_file=str(tmp_path / "eval.jsonl"),
-        max_steps=6,
+        max_steps=12,
         per_device_train_batch_size=4,
         learning_rate=2e-3,
         save_strategy="no",
