@@ -54,3 +54,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _judge_registry():
+    """Every test (the doc test's snippets too) starts with the built-in judge formats only: a format one test
+    registers is gone before the next."""
+    from grm import judges
+
+    before = dict(judges._REGISTRY)
+    yield
+    judges._REGISTRY.clear()
+    judges._REGISTRY.update(before)

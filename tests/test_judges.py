@@ -175,17 +175,12 @@ def test_unknown_names_list_the_known_ones_and_custom_formats_register(tmp_path)
         return Judgement(answer, scores=[int(words[-1] == "YES")]) if words else Judgement(answer, error="no YES/NO")
 
     custom = register_judge(JudgeFormat("yes-no", template, read_yes_no, shows="one", score_range=(0, 1)))
-    try:
-        assert "yes-no" in judge_names() and get_judge("yes-no") is custom
-        with pytest.raises(ValueError, match="exists"):
-            register_judge(custom)
-        backend = ScriptedBackend(lambda m, j: "YES" if "good" in m[-1]["content"] else "NO")
-        reward = GRM(backend, judge="yes-no").score("Q", ["bad", "good", "good too"], k=1, seed=0)
-        assert reward.rewards == [0.0, 1.0, 1.0] and reward.best in (1, 2) and len(reward.judgements) == 3
-    finally:
-        from grm.judges import _REGISTRY
-
-        _REGISTRY.pop("yes-no", None)
+    assert "yes-no" in judge_names() and get_judge("yes-no") is custom
+    with pytest.raises(ValueError, match="exists"):
+        register_judge(custom)
+    backend = ScriptedBackend(lambda m, j: "YES" if "good" in m[-1]["content"] else "NO")
+    reward = GRM(backend, judge="yes-no").score("Q", ["bad", "good", "good too"], k=1, seed=0)
+    assert reward.rewards == [0.0, 1.0, 1.0] and reward.best in (1, 2) and len(reward.judgements) == 3
 
 
 def test_a_model_folders_grm_config_names_its_judge(tmp_path):

@@ -283,9 +283,9 @@ class OpenAIBackend:
         _, slots = self._state()
         attempt = 0
         while True:
-            server = self._pick()
             try:
-                async with slots:
+                async with slots:  # chosen once a slot is free, so the counts in flight are the current ones
+                    server = self._pick()
                     server.outstanding += 1
                     try:
                         data = await self._post_once(client, server, payload)
