@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from grm.metrics import Estimate, mean_interval, paired_difference
+from grm.rule import is_correct
 from grm.scoring import SAMPLING_TEMPERATURE
 from grm.training.common import read_jsonl
 from grm.training.curves import vote_accuracy
@@ -28,6 +29,8 @@ Pipeline = Any
 NAMES = {"teacher": "teacher (rule-based)", "sft": "SFT", "rft": "SFT + RFT", "grpo": "SFT + RFT + GRPO (shipped)"}
 COLORS = {"teacher": "0.6", "sft": "tab:blue", "rft": "tab:orange", "grpo": "tab:green"}
 TABLE_K = (1, 2, 4, 8, 16, 32)
+REWARD = "mean rule reward"
+"""Per item, the mean over its sampled judgements of SPCT's reward (+1 correct, -1 not): what GRPO optimizes."""
 ATTEMPTS = "default_grm_attempts.md"
 """The hand-written record, beside the report, of what was tried to reach the paper's shape and what it measured."""
 
@@ -81,6 +84,9 @@ def item_values(pipeline: Pipeline) -> dict[str, dict[str, np.ndarray]]:
                     for i in truth
                 }
                 values[f"MetaRM@{k}"] = [_mean_vote(scores[i], kept[i], t) for i, t in truth.items()]
+        values[REWARD] = [
+            float(np.mean([1.0 if is_correct(x, t) else -1.0 for x in scores[i]])) for i, t in truth.items()
+        ]
         runs = {i: [range(n)] for i in truth}
         odd = {i: [contradicts(j["text"] or "") for j in sampled[i]["judgements"]] for i in truth}
         sane = {i: [[s for s in run if not odd[i][s]] or list(run) for run in runs[i]] for i in truth}
@@ -208,17 +214,21 @@ def _markdown(
         "",
         "## Stage against stage (paired, same items)",
         "",
-        "| change | measure | before | after | difference (points) | 95% interval | verdict |",
+        "The mean rule reward (what GRPO optimizes: +1 for a correct sampled judgement, -1 otherwise, averaged over an "
+        "item's samples) is in reward units, the other measures in points.",
+        "",
+        "| change | measure | before | after | difference | 95% interval | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
     for before, after in (("sft", "rft"), ("rft", "grpo"), ("sft", "grpo")):
-        for m in _stage_measures(c.eval_stage_k):
+        for m in (*_stage_measures(c.eval_stage_k), REWARD):
             d = paired_difference(values[before][m], values[after][m], **boot)
             a, b = values[before][m].mean(), values[after][m].mean()
-            lines.append(
-                f"| {NAMES[before]} -> {NAMES[after]} | {m} | {_pct(a)} | {_pct(b)} | {100 * d.mean:+.1f} | "
-                f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] | {_verdict(d)} |"
-            )
+            if m == REWARD:  # in reward units (-1..+1), not points
+                cells = f"{a:+.3f} | {b:+.3f} | {d.mean:+.3f} | [{d.low:+.3f}, {d.high:+.3f}]"
+            else:
+                cells = f"{_pct(a)} | {_pct(b)} | {100 * d.mean:+.1f} | [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+            lines.append(f"| {NAMES[before]} -> {NAMES[after]} | {m} | {cells} | {_verdict(d)} |")
     lines += ["", f"![Voting@k and MetaRM@k]({plot_name})", "", "## By kind of question", ""]
     lines += [
         "(The evaluation's own figures: Voting@k and MetaRM@k averaged over random draws of k, ties broken at random.)",
@@ -373,6 +383,25 @@ def _shape(
                 not worse,
             )
         )
+    improved = [m for m in _stage_measures(stage_k) if paired_difference(values["rft"][m], shipped[m], **boot).low > 0]
+    rows.append(
+        (
+            f"{NAMES['grpo']} significantly better than {NAMES['rft']} ({', '.join(_stage_measures(stage_k))})",
+            ", ".join(improved) + " better" if improved else "none better",
+            bool(improved),
+        )
+    )
+    d = paired_difference(values["rft"][REWARD], shipped[REWARD], **boot)
+    rows.append(
+        (
+            "GRPO raises the mean rule reward on the test prompts",
+            f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]",
+            d.low > 0,
+        )
+    )
+    if stage_k > 1 and f"Voting@{stage_k}" in shipped:
+        d = paired_difference(shipped["Voting@1"], shipped[f"Voting@{stage_k}"], **boot)
+        rows.append((f"Voting@{stage_k} > Voting@1 (shipped, paired)", _diff(d), d.low > 0))
     better = [
         f"{NAMES[name]} {m}"
         for name in ("rft", "grpo")
@@ -424,8 +453,6 @@ def _contradictions(pipeline: Pipeline, name: str) -> float | None:
 def _judged_samples(pipeline: Pipeline, name: str) -> list[tuple[list[float], list[float] | None]]:
     """Per test item, a model's sampled judgements labelled 1.0 (correct by SPCT's rule) or 0.0, and the meta
     RM's scores of them (None when the evaluation had no meta RM)."""
-    from grm.training.rewards import is_correct
-
     truth = {row["id"]: row["truth"] for row in read_jsonl(pipeline.data("test"))}
     out = []
     for item, reward in _cached(pipeline.eval_dir(name, "sampled") / "cache.jsonl").items():

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 from trl import GRPOConfig
 
 from grm.jsonl import JsonlWriter, dumps
+from grm.progress import progress_bar
 from grm.training.common import (
     GRMTrainingArguments,
     check_common,
@@ -107,7 +107,7 @@ def write_prompts(config: SPCTGRPOConfig) -> tuple[Path, LoadStats]:
     tmp = path.with_suffix(".jsonl.tmp")
     tmp.unlink(missing_ok=True)
     with JsonlWriter(tmp) as writer:
-        for e in tqdm(examples, desc="grpo prompts", unit="ex"):
+        for e in progress_bar(examples, desc="grpo prompts", unit="ex"):
             prompt = template.render(
                 e.query, e.responses, score_range=score_range, principles=e.principles, reference=e.reference
             )

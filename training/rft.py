@@ -37,11 +37,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 from trl import SFTConfig
 
 from grm.jsonl import JsonlWriter, load_finished, read_rows
 from grm.model import GRM
+from grm.progress import progress_bar
 from grm.rule import best_index, is_correct
 from grm.scoring import SAMPLING_TEMPERATURE, ScoringOptions, resolve_options
 from grm.training.common import (
@@ -195,7 +195,7 @@ def build_sft_set(
     with (
         JsonlWriter(records) as record_writer,
         JsonlWriter(sft) as sft_writer,
-        tqdm(desc="rft", unit="ex") as bar,
+        progress_bar(desc="rft", unit="ex", leave=True) as bar,
     ):
         chunk: list[tuple[int, Example]] = []
         for index, example in enumerate(examples):
