@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock")
-"""Libraries that log each request or file at INFO level: heard only with ``-v`` (their warnings always)."""
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock", "vllm")
+"""Libraries that log each request, file or engine step at INFO level: heard only with ``-v`` (warnings always)."""
 
 EXTRAS = {
     "fastapi": "serve",

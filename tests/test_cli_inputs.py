@@ -322,7 +322,7 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
 
 def test_http_libraries_log_each_request_only_with_verbose(backend, tmp_path, caplog):
     """The backend makes a real HTTP request per call, as the OpenAI-compatible backend does; httpx logs each one
-    at INFO level, which the default terminal must not show."""
+    at INFO level, which the default terminal must not show; so does vLLM for its engine's steps."""
     import httpx
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
@@ -331,6 +331,7 @@ def test_http_libraries_log_each_request_only_with_verbose(backend, tmp_path, ca
 
     def requesting(requests):
         httpx.get(f"http://127.0.0.1:{server.server_address[1]}/", trust_env=False)
+        logging.getLogger("vllm.v1.engine").info("engine step")
         return real(requests)
 
     backend.generate = requesting
@@ -344,6 +345,8 @@ def test_http_libraries_log_each_request_only_with_verbose(backend, tmp_path, ca
                 assert main(argv) == 0
             requests = [r for r in caplog.records if r.name == "httpx" and "HTTP Request: GET" in r.getMessage()]
             assert len(requests) == (2 if heard else 0), flags
+            steps = [r for r in caplog.records if r.name.startswith("vllm") and r.getMessage() == "engine step"]
+            assert len(steps) == (2 if heard else 0), flags
             assert any(r.name == "grm" and "scored 6 rows" in r.getMessage() for r in caplog.records)
     finally:
         server.shutdown()
