@@ -222,6 +222,32 @@ def test_build_dataset_resumes_without_redoing_work(tmp_path):
     assert sorted(r["key"] for r in read(out)) == sorted(f"{e}:{s}" for e in LABELS for s in range(3))
 
 
+def test_build_dataset_records_its_settings_draws_one_seed_and_refuses_a_mismatched_resume(tmp_path, caplog):
+    from grm.settings import SettingsMismatch, read_settings
+
+    def seeds(grm):
+        return sorted(r.sampling.seed for call in grm.backend.calls for r in call)
+
+    out = tmp_path / "data.jsonl"
+    with pytest.raises(RuntimeError, match="backend died"):
+        build_dataset(scripted_grm(fail_after=1), EXAMPLES, out, k=2, chunk_size=2)  # unseeded: a seed is drawn
+    seed = read_settings(out)["seed"]
+    assert isinstance(seed, int) and "temperature" in read_settings(out) and "k" not in read_settings(out)
+    resumed = scripted_grm()
+    with caplog.at_level(logging.INFO, logger="grm.training.meta_rm"):
+        build_dataset(resumed, EXAMPLES, out, k=2, chunk_size=2)
+    assert f"seed {seed} (of the run resumed" in caplog.text and read_settings(out)["seed"] == seed
+    fresh = scripted_grm()  # the same examples, seeded by hand with the recorded seed: the same requests
+    build_dataset(fresh, EXAMPLES, tmp_path / "seeded.jsonl", k=2, chunk_size=2, seed=seed)
+    assert set(seeds(resumed)) <= set(seeds(fresh)) and seeds(resumed)
+
+    with pytest.raises(SettingsMismatch, match=r"temperature: .* then, 0.9 now"):
+        build_dataset(scripted_grm(), EXAMPLES, out, k=2, temperature=0.9)
+    with pytest.raises(SettingsMismatch, match=r"seed: .* then, .* now"):
+        build_dataset(scripted_grm(), EXAMPLES, out, k=2, seed=seed + 1)
+    assert build_dataset(scripted_grm(), EXAMPLES, out, k=3, seed=seed).rows == 5  # a larger k: more samples
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 

@@ -18,7 +18,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from grm.progress import progress_bar
 from grm.rule import best_index, is_correct
 from grm.scoring import ScoringOptions, resolve_options
 from grm.seeding import seeded_rng
+from grm.settings import resolve_settings, write_settings
 from grm.training.common import fit_to_device, log_saved, parse_config, resume_checkpoint
 from grm.types import Example, Item
 
@@ -64,6 +65,7 @@ def build_dataset(
     options: ScoringOptions | None = None,
     *,
     chunk_size: int = 16,
+    model: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> BuildStats:
     """Sample ``k`` judgements of each example with ``grm`` and append one labelled row per judgement to ``output``.
@@ -80,6 +82,10 @@ def build_dataset(
     interrupted run resumes; a partly written example is sampled again for its missing rows (when seeded, they
     are the rows the interrupted run would have written). Malformed examples (truth of the wrong length, no
     unique best among n >= 2) are logged and skipped.
+
+    The options but ``k`` (and ``model``, what describes the GRM: :func:`grm.jobs.model_settings`) are recorded
+    beside ``output`` (:mod:`grm.settings`): a resume with other settings is refused, and an unseeded run draws its
+    seed once and resumes with it (a larger ``k`` adds the missing samples).
     """
     options = resolve_options(options, overrides, default=ScoringOptions(k=8))
     if options.in_rounds:
@@ -93,6 +99,18 @@ def build_dataset(
     have: dict[int, set[int]] = defaultdict(set)
     for example, sample in load_finished(output, "key", keep=lambda row: (row["example"], row["sample"])).values():
         have[example].add(sample)
+    recorded = {**asdict(options), **(model or {})}
+    del recorded["k"]  # a larger k adds samples: sample i of an example is seeded the same whatever k is
+    settings = resolve_settings(output, recorded, started=bool(have))
+    write_settings(output, settings)
+    if options.seed is None:
+        logger.info(
+            "seed %d (%s; seed=%d repeats this run)",
+            settings["seed"],
+            "of the run resumed" if have else "drawn",
+            settings["seed"],
+        )
+    options = options.replace(seed=settings["seed"])
     stats = BuildStats()
     pending: list[tuple[int, Example, Item, list[int]]] = []
 
@@ -512,7 +530,7 @@ def train_command(args: argparse.Namespace) -> int:
 def data_command(args: argparse.Namespace) -> int:
     """``grm train meta-rm-data``: sample and label judgements of labelled examples (any format of
     :mod:`grm.training.data`)."""
-    from grm.flags import check_model_flags, open_scorer, scoring_options
+    from grm.flags import check_model_flags, model_settings, open_scorer, scoring_options
     from grm.training.data import LoadStats, iter_examples
 
     options = scoring_options(args)  # checked before a model is loaded
@@ -520,5 +538,7 @@ def data_command(args: argparse.Namespace) -> int:
     loaded = LoadStats()
     with open_scorer(args) as (grm, _):  # with --ray: replicas on a Ray cluster
         examples = iter_examples(args.input, format=args.format, score_range=grm.score_range, stats=loaded)
-        stats = build_dataset(grm, examples, args.output, options, chunk_size=args.chunk_size)
+        stats = build_dataset(
+            grm, examples, args.output, options, chunk_size=args.chunk_size, model=model_settings(args)
+        )
     return 1 if stats.skipped or loaded.rejected else 0
