@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateNotFound
+from jinja2 import StrictUndefined, TemplateNotFound, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from grm.escaping import DELIMITERS, ControlTokens, escape_user_text
@@ -152,7 +152,7 @@ class PromptTemplate:
 
 
 MAX_ITERATIONS = 1_000_000
-"""Loop steps over ``range`` one rendering may take, all loops together."""
+"""Loop steps one rendering may take, all ``{% for %}`` loops together (over a range, a string, a list...)."""
 MAX_SIZE = 1_000_000
 """The largest size a rendering may ask for: a repeated string or list, a width to pad to, a power."""
 MAX_OUTPUT = 16_000_000
@@ -184,10 +184,10 @@ def _bounded(chunks: Iterable[str]) -> str:
     return "".join(out)
 
 
-def _range(*args: int) -> Iterator[int]:
-    """``range`` for templates: every step counted against the rendering's budget."""
+def _counted(iterable: Any) -> Iterator[Any]:
+    """What every ``{% for %}`` of a template iterates through: each step counted against the rendering's budget."""
     budget = _BUDGET.get()
-    for value in range(*args):
+    for value in iterable:
         budget.iterations -= 1
         if budget.iterations < 0:
             raise _over("loop steps", MAX_ITERATIONS)
@@ -201,7 +201,7 @@ def _size(value: Any) -> int:
 class _BoundedEnvironment(SandboxedEnvironment):
     """The sandbox, with sizes bounded: a repetition (``'a' * n``), a power and any integer argument of a call
     (``'x'.center(n)``) or of a sizing filter (``center``, ``indent``, ``wordwrap``, ``truncate``, ``batch``,
-    ``slice``) over :data:`MAX_SIZE`, and loops over ``range`` past :data:`MAX_ITERATIONS` steps, are errors."""
+    ``slice``) over :data:`MAX_SIZE`, and loops past :data:`MAX_ITERATIONS` steps in all, are errors."""
 
     intercepted_binops = frozenset(["*", "**"])
 
@@ -241,8 +241,10 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+_COUNTED = "__grm_counted"
+"""The name under which templates see :func:`_counted` (not a name a template would use)."""
 _ENV = _BoundedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-_ENV.globals["range"] = _range
+_ENV.globals[_COUNTED] = _counted
 for _name in ("center", "indent", "wordwrap", "truncate", "batch", "slice"):
     _ENV.filters[_name] = _sized_filter(_name)
 _ENV.filters["json"] = _json
@@ -267,7 +269,14 @@ def _strip(source: str) -> Callable[[str], str]:
 def _compile(source: str, name: str):
     if source not in _COMPILED:
         try:
-            _COMPILED[source] = _ENV.from_string(source)
+            tree = _ENV.parse(source)
+            for loop in tree.find_all(nodes.For):  # every loop's steps counted (see _counted)
+                if loop.recursive:  # its inner calls, loop(...), would iterate uncounted
+                    raise TemplateError(f"template {name!r}: recursive loops are not supported (line {loop.lineno})")
+                loop.iter = nodes.Call(nodes.Name(_COUNTED, "load"), [loop.iter], [], None, None, lineno=loop.lineno)
+            _COMPILED[source] = _ENV.from_string(tree)
+        except TemplateError:
+            raise
         except TemplateNotFound as e:
             raise TemplateError(f"template {name!r} refers to a missing template: {e}") from e
         except Exception as e:

@@ -82,6 +82,8 @@ def test_a_model_loaded_by_hub_id_reads_its_cached_grm_config(tmp_path, monkeypa
         "{{ 'a' * 10**9 }}",
         "{{ query * 100000000 }}",
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% for a in query * 999 %}{% for b in responses[0] %}{% endfor %}{% endfor %}",  # loops over strings
+        "{% for c in [1] recursive %}{% if loop.depth < 3 %}{{ loop(range(99999)) }}{% endif %}{% endfor %}",
         "{{ 'x' | center(1000000000) }}",
         "{{ 'x'.ljust(1000000000) }}",
         "{{ 2 ** 100000000 }}",
