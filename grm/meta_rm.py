@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grm.progress import progress_bar
+from grm.progress import loading_bars, progress_bar
 from grm.prompts import PromptTemplate
 from grm.types import Judgement, Message, normalize_responses
 
@@ -134,9 +134,10 @@ class MetaRM:
         if path_or_id is None:
             path_or_id = default_meta_rm_path()
 
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(path_or_id), dtype=dtype, trust_remote_code=trust_remote_code, **model_kwargs
-        )
+        with loading_bars(progress):
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(path_or_id), dtype=dtype, trust_remote_code=trust_remote_code, **model_kwargs
+            )
         tokenizer = AutoTokenizer.from_pretrained(str(path_or_id), trust_remote_code=trust_remote_code)
         saved = Path(path_or_id) / META_RM_TEMPLATE_FILE
         if template is None and saved.is_file():

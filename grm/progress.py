@@ -17,7 +17,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm import std
@@ -184,3 +185,19 @@ def quiet_library_bars() -> None:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+
+
+@contextmanager
+def loading_bars(progress: bool | None = None) -> Iterator[None]:
+    """Within it, transformers' own bars (loading weights) show only where :func:`enabled` says grm's do; the
+    setting before is restored after, so a library call changes nothing global."""
+    from transformers.utils import logging as transformers_logging
+
+    was = transformers_logging.is_progress_bar_enabled()
+    if was and not enabled(progress):
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            transformers_logging.enable_progress_bar()

@@ -126,3 +126,26 @@ def test_a_library_warning_is_shown_once(capfd, library):
         assert f"WARNING {library}: Retrying in 2s" in text  # the later ones in grm's format
     finally:
         root_of_library.removeHandler(own)
+
+
+def test_loading_a_model_in_a_library_draws_transformers_bar_only_where_grm_draws_its_own(
+    memorized_grm_path, capfd, monkeypatch
+):
+    """``GRM.from_pretrained`` off a terminal (or with progress=False) loads without transformers' "Loading
+    weights" bar, and leaves transformers' own setting as it was."""
+    from transformers.utils import logging as transformers_logging
+
+    from grm import GRM
+
+    monkeypatch.delenv(grm.progress.ENV, raising=False)
+    transformers_logging.enable_progress_bar()
+    for kwargs, env in (({}, None), ({"progress": False}, "1")):
+        if env is not None:
+            monkeypatch.setenv(grm.progress.ENV, env)
+        capfd.readouterr()
+        GRM.from_pretrained(memorized_grm_path, **kwargs)
+        assert "Loading weights" not in capfd.readouterr().err, kwargs
+        assert transformers_logging.is_progress_bar_enabled()
+    monkeypatch.setenv(grm.progress.ENV, "1")  # asked for: transformers' bar is drawn too
+    GRM.from_pretrained(memorized_grm_path)
+    assert "Loading weights" in capfd.readouterr().err

@@ -13,7 +13,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria,
 
 from grm.backends.base import Completion, GenerationRequest, Sampling, thinking_apart
 from grm.escaping import ControlTokens, added_tokens
-from grm.progress import progress_bar
+from grm.progress import loading_bars, progress_bar
 from grm.seeding import random_seed, rng_for
 from grm.thinking import opens_thinking
 
@@ -134,9 +134,10 @@ class TransformersBackend:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, str):
             self.name = model
-            self.model = AutoModelForCausalLM.from_pretrained(
-                model, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **model_kwargs
-            )
+            with loading_bars(progress):
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    model, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **model_kwargs
+                )
         else:
             self.model, self.name = model, getattr(model, "name_or_path", type(model).__name__)
         self.model.to(self.device).eval()

@@ -109,11 +109,13 @@ class PRMVerifier:
         from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
         from grm.backends.transformers import torch_dtype
+        from grm.progress import loading_bars
 
         if head not in HEADS:
             raise ValueError(f"unknown PRM head {head!r}; expected one of {', '.join(HEADS)}")
         auto = AutoModelForCausalLM if head == "causal" else AutoModelForTokenClassification
-        model = auto.from_pretrained(str(path_or_id), dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code)
+        with loading_bars():  # transformers' bar only where grm's would show
+            model = auto.from_pretrained(str(path_or_id), dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code)
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
         tokenizer = AutoTokenizer.from_pretrained(str(path_or_id), trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, head=head, **kwargs)
