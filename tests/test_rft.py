@@ -298,3 +298,26 @@ def test_example_config_parses_with_overrides(tmp_path):
         run_rft(
             RFTConfig(output_dir=str(tmp_path), model_name_or_path="m", data_path="d", data_format="dpo", use_cpu=True)
         )
+
+
+@pytest.mark.parametrize(
+    ("flags", "yaml_extra", "message"),
+    [
+        (["--n_rft", "٣"], "", r"--n_rft: expected a number in ASCII digits \(0-9\), got '٣'"),
+        (["--learning_rate", "７e-5"], "", r"--learning_rate: expected a number in ASCII"),
+        ([], "sample_chunk_size: '𝟕'\n", r"sample_chunk_size \(in .*\): expected a number in ASCII"),
+        (["--sample_temperature", "-1"], "", r"RFT sampling .*temperature must be a finite number >= 0"),
+        (["--sample_temperature", "nan"], "", r"RFT sampling .*temperature must be a finite number >= 0"),
+        (["--sample_max_new_tokens", "0"], "", r"RFT sampling .*max_new_tokens must be >= 1"),
+    ],
+)
+def test_bad_sampling_settings_are_refused_when_the_config_is_read(tmp_path, monkeypatch, flags, yaml_extra, message):
+    """Before any model loads: the config names a model that does not exist, so nothing but the check can fail."""
+    from grm.model import GRM
+    from grm.training.common import parse_config
+
+    monkeypatch.setattr(GRM, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
+    config = tmp_path / "rft.yaml"
+    config.write_text(f"model_name_or_path: {tmp_path / 'none'}\ndata_path: d.jsonl\nuse_cpu: true\n{yaml_extra}")
+    with pytest.raises(ValueError, match=message):
+        parse_config(RFTConfig, ["--config", str(config), "--output_dir", str(tmp_path), *flags])

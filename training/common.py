@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,35 @@ def parse_config(config_class: type, argv: Sequence[str] | None = None, prog: st
     """Build ``config_class`` from ``--config FILE.yaml`` plus TRL/transformers flags overriding it."""
     from trl import TrlParser
 
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    _check_ascii_numbers(argv)
     parser = TrlParser((config_class,), prog=prog)
-    (config,) = parser.parse_args_and_config(list(argv) if argv is not None else None)
+    (config,) = parser.parse_args_and_config(argv)
     return config
+
+
+def _check_ascii_numbers(argv: Sequence[str]) -> None:
+    """Refuse a number written in other digits than ASCII (``٣``, ``７``, ``𝟕``), which Python's ``int`` and
+    ``float`` would read, in a flag or in the ``--config`` YAML: grm reads numbers in ASCII only."""
+    values: list[tuple[str, Any]] = [(argv[i - 1] if i else "argument", value) for i, value in enumerate(argv)]
+    if "--config" in argv[:-1]:
+        import yaml
+
+        path = argv[argv.index("--config") + 1]
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            loaded = None  # TrlParser names the file's problem
+        if isinstance(loaded, dict):
+            values += [(f"{key} (in {path})", value) for key, value in loaded.items()]
+    for flag, value in values:
+        if isinstance(value, str) and not value.isascii() and _number(value):
+            raise ValueError(f"{flag}: expected a number in ASCII digits (0-9), got {value!r}")
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -125,6 +125,10 @@ class RFTConfig(SFTConfig, GRMTrainingArguments):
         _check_sampling(self.n_rft, self.hinted_sampling)
         if self.sample_chunk_size < 1:
             raise ValueError(f"sample_chunk_size must be >= 1, got {self.sample_chunk_size}")
+        try:  # checked before any model loads
+            self.scoring_options()
+        except ValueError as e:
+            raise ValueError(f"RFT sampling (n_rft, sample_temperature, sample_max_new_tokens): {e}") from None
 
     @property
     def data_dir(self) -> Path:
