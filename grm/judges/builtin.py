@@ -9,6 +9,13 @@ from grm.parsing import parse_judgement
 
 THINK = (r"</?think>",)
 """A thinking judge's tags: in user text they could end or fake the judge's thinking."""
+DEEPSEEK_GRM_SECTIONS = (
+    r"####(?:[^\n#]*####|evaluationcriteria|conversationcontext|responsestobescored|outputformatrequirements)",
+    r"scores?[*_:$]*\\boxed",
+)
+"""The SPCT paper's prompt's structure and verdict, over the skeleton: a ``#### ... ####`` section header (its four,
+also without the closing hashes), and a ``Scores: \\boxed{`` verdict line (spelled as :mod:`grm.parsing` reads
+one). An ordinary markdown heading (``#### Step 1``) and a lone ``\\boxed{42}`` are left as they are."""
 
 SPCT = JudgeFormat(
     "spct",
@@ -23,6 +30,7 @@ DEEPSEEK_GRM = JudgeFormat(
     "deepseek_grm",
     parse_judgement,
     score_range=(1, 10),
+    delimiters=(*DELIMITERS, *DEEPSEEK_GRM_SECTIONS),
     source="arXiv 2504.02495 v3, Appendix G (the default template); BBQGOD/DeepSeek-GRM-16B and -27B",
     description="the SPCT paper's own prompt, for the public DeepSeek-GRM checkpoints; read as spct",
 )
