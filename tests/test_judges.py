@@ -293,6 +293,61 @@ def test_readers_take_the_last_verdict_and_refuse_what_is_not_one(name, answer, 
     assert judgement.scores == expected and (judgement.error is None) == (expected is not None)
 
 
+def _ab(scores: list) -> str:
+    return "A" if scores == [1, 0] else "B"
+
+
+def _nemotron(scores: list) -> str:
+    rank = 2 if scores[0] >= scores[1] else 5  # response 1 better / response 2 better
+    return (
+        f"[The Begin of Individual Scores]\n\\boxed{{{scores[0]}, {scores[1]}}}\n[The End of Individual Scores]\n"
+        f"[The Begin of Ranking Score]\n\\boxed{{{rank}}}\n[The End of Ranking Score]"
+    )
+
+
+TWO_VERDICTS = {  # name: (n shown, how the judge writes a verdict of these scores, two verdicts, an out-of-range one)
+    "spct": (2, lambda s: f"Scores: \\boxed{{{s[0]}, {s[1]}}}", ([3, 7], [8, 2]), [11, 2]),
+    "deepseek-grm": (2, lambda s: f"Scores: \\boxed{{{s[0]}, {s[1]}}}", ([3, 7], [8, 2]), [0, 2]),
+    "prometheus-absolute": (1, lambda s: f"Feedback: ok. [RESULT] {s[0]}", ([2], [4]), [6]),
+    "prometheus-relative": (2, lambda s: f"Feedback: ok.\n[RESULT] {_ab(s)}", ([1, 0], [0, 1]), None),
+    "pairwise-verdict": (2, lambda s: f"Verdict: [[{_ab(s)}]]", ([1, 0], [0, 1]), None),
+    "rm-r1": (2, lambda s: f"<answer>[[{_ab(s)}]]</answer>", ([1, 0], [0, 1]), None),
+    "reward-anything": (
+        2,
+        lambda s: json.dumps({"scores": {"model-1": s[0], "model-2": s[1]}}),
+        ([2, 5], [4, 1]),
+        [9, 1],
+    ),
+    "nemotron-genrm": (2, _nemotron, ([2, 5], [4, 1]), [4, 6]),
+    "flow-judge": (1, lambda s: f"<feedback>ok</feedback>\n<score>{s[0]}</score>", ([2], [4]), [0]),
+    "selene": (1, lambda s: f"**Reasoning:** ok.\n\n**Result:** {s[0]}", ([2], [4]), [6]),
+}
+"""Pairwise verdicts have no out-of-range spelling: ``[[D]]`` or ``[RESULT] C`` is not a verdict of the format."""
+
+
+@pytest.mark.parametrize("name", judge_names())
+def test_of_two_verdicts_the_last_is_read_and_an_unreadable_last_one_is_not_replaced_by_the_first(name):
+    """docs/judges.md: every reader takes its format's last verdict (the judge's final word, which also puts a
+    verdict quoted from a response out of play), and when that one is out of range the judgement is an error: an
+    earlier verdict never stands in for it. Both orders of the two verdicts, finished or cut at the token limit."""
+    assert name in TWO_VERDICTS, f"a built-in format without a two-verdict case: {name}"
+    n, write, values, bad = TWO_VERDICTS[name]
+    judge = get_judge(name)
+    for first, last in (values, values[::-1]):
+        answer = f"{write(first)}\nOn reflection, I change my verdict.\n{write(last)}"
+        for finish in ("stop", "length"):
+            judgement = read_judgement(
+                Completion(answer, finish_reason=finish), list(range(n)), judge.score_range, read=judge.read
+            )
+            assert judgement.scores == last and judgement.error is None, (finish, judgement.error)
+    if bad is not None:
+        answer = f"{write(values[0])}\nOn reflection, I change my verdict.\n{write(bad)}"
+        judgement = read_judgement(
+            Completion(answer, finish_reason="stop"), list(range(n)), judge.score_range, read=judge.read
+        )
+        assert judgement.scores is None and "out of range" in judgement.error
+
+
 @pytest.mark.parametrize("name", BUILTIN)
 def test_a_verdict_in_the_thinking_is_never_read(name):
     judge = get_judge(name)
