@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from grm.backends import BackendUnavailableError
+from grm.extras import missing_extra
 from grm.flags import (
     COUNT,
     POSITIVE,
@@ -269,30 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock", "vllm")
 """Libraries that log each request, file or engine step at INFO level: heard only with ``-v`` (warnings always)."""
-
-EXTRAS = {
-    "fastapi": "serve",
-    "uvicorn": "serve",
-    "starlette": "serve",
-    "trl": "train",
-    "peft": "train",
-    "accelerate": "train",
-    "yaml": "train",
-    "ray": "ray",
-    "vllm": "vllm",
-    "math_verify": "search",
-    "matplotlib": "eval",
-}
-"""The extra that installs each optional module (pyproject.toml's optional dependencies)."""
-
-
-def missing_extra(error: ImportError) -> str | None:
-    """The one line to show for a module that an extra installs and that is missing, else None."""
-    module = (error.name or "").split(".")[0]
-    if not isinstance(error, ModuleNotFoundError) or module not in EXTRAS:
-        return None
-    extra = EXTRAS[module]
-    return f'this needs {module}, from the "{extra}" extra: pip install "grm[{extra}]"'
 
 
 def setup_logging(verbose: bool) -> None:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grm.extras import raise_missing_extra
+
 try:
     import pyarrow as pa
     import ray
@@ -35,7 +37,7 @@ try:
     from ray.data.datasource import Datasource, ReadTask
     from ray.util import ActorPool
 except ModuleNotFoundError as e:  # pragma: no cover - depends on the install
-    raise ModuleNotFoundError(f"grm.distributed needs Ray: pip install 'grm[ray]' ({e})", name=e.name) from e
+    raise_missing_extra(e, "grm.distributed")
 
 from grm.backends import Completion, GenerationRequest
 from grm.jobs import JobStats, JobStopped, Row, ScoreJob, model_settings, score_rows

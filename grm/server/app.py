@@ -11,9 +11,14 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
+from grm.extras import raise_missing_extra
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from starlette.requests import ClientDisconnect
+except ModuleNotFoundError as e:
+    raise_missing_extra(e, "grm.server")
 
 from grm.backends import BackendUnavailableError
 from grm.jsonl import dumps
@@ -166,6 +171,9 @@ def serve(
 ) -> None:
     """Run the server until SIGINT/SIGTERM; accepted requests are answered before it exits. Requests are not
     logged one by one (errors are)."""
-    import uvicorn
+    try:
+        import uvicorn
+    except ModuleNotFoundError as e:
+        raise_missing_extra(e, "grm.server.serve")
 
     uvicorn.run(create_app(rm, config, meta_rm), host=host, port=port, log_level="info", access_log=False)
