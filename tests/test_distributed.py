@@ -126,6 +126,11 @@ def test_a_crashed_job_resumes_from_the_rows_written(cluster, data, reference, t
     out.write_text("\n".join(first) + "\n" + json.dumps(reference[1])[:50])  # three rows, then half a line
     # the single-process run's settings: the same with and without --ray (the chunk size is not a setting)
     shutil.copy(data / "reference.jsonl.settings.json", tmp_path / "out.jsonl.settings.json")
+    with caplog.at_level("INFO", logger="grm"):  # a resume with another seed is refused, as without --ray
+        assert score(data, out, "--ray", "--replicas", "2", "--seed", "4") == 2
+    assert "seed: 3 then, 4 now" in caplog.text
+    assert rows(out) == [json.loads(line) for line in first]  # nothing written (the half line dropped)
+    caplog.clear()
     with caplog.at_level("INFO", logger="grm"):
         assert score(data, out, "--ray", "--replicas", "2", "--chunk-size", "2") == 0  # the error row was kept
     assert "grm score on Ray (2 replicas): scored 4 rows, 0 failed, 3 skipped as done" in caplog.text
