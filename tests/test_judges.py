@@ -74,6 +74,51 @@ def test_the_public_examples_cover_the_formats_that_have_them():
     assert sum(counts.values()) >= 50
 
 
+JUDGES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "judges.md"
+
+
+def doc_table(heading: str) -> list[list[str]]:
+    """The rows of the first table after ``heading`` in docs/judges.md, cells stripped (header and rule left out)."""
+    text = JUDGES_PAGE.read_text(encoding="utf-8")
+    after = text[text.index(f"\n{heading}\n") :]
+    lines = after[after.index("\n|") + 1 :].split("\n\n", 1)[0].splitlines()
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines[2:]]
+
+
+def code(cell: str) -> str:
+    assert cell.startswith("`") and cell.endswith("`"), cell
+    return cell[1:-1]
+
+
+def test_the_docs_table_of_public_examples_is_what_the_fixtures_hold():
+    """docs/judges.md says, per built-in format, how many public outputs test its reader: model outputs, the
+    source's parser test cases, and how many of them have a verdict to read. The fixture files decide."""
+    rows = doc_table("### What the readers are tested on")
+    documented = {code(name): [int(c) for c in counts] for name, *counts in rows}
+    assert list(documented) == BUILTIN == judge_names()
+    for name in BUILTIN:
+        fixtures = cases(name)
+        kinds = [c["kind"] for c in fixtures]
+        assert set(kinds) <= {"model output", "source test case"}, name
+        with_verdict = sum(expected_scores(c) is not None for c in fixtures)
+        actual = [kinds.count("model output"), kinds.count("source test case"), with_verdict]
+        assert documented[name] == actual, f"docs/judges.md's row for {name} says {documented[name]}, fixtures {actual}"
+
+
+def test_the_docs_worked_example_of_every_format_reads_as_documented():
+    """docs/judges.md shows one judge completion per built-in format and the Judgement grm reads from it."""
+    rows = doc_table("### A verdict and the scores grm reads from it")
+    assert [code(row[0]) for row in rows] == judge_names()
+    for name, shown, written, scores, also in rows:
+        judge, n = get_judge(code(name)), int(shown)
+        completion = Completion(code(written).replace("⏎", "\n"), finish_reason="stop")
+        judgement = read_judgement(completion, list(range(n)), judge.score_range, read=judge.read)
+        assert judgement.error is None and judgement.scores == json.loads(code(scores)), (name, judgement.error)
+        fields = dict(part.split("=", 1) for part in code(also).split("; ")) if also else {}
+        for field in ("ranking", "strength", "thinking"):
+            assert getattr(judgement, field) == json.loads(fields.get(field, "null")), (name, field)
+
+
 # ---------------------------------------------------------------------------------------------------- prompts
 
 
