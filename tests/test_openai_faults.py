@@ -220,3 +220,50 @@ def test_odd_http_answers_become_errors_or_judgements_never_exceptions():
         assert "out of range" in by_case["digits"].judgements[0].error
         assert "token limit" in by_case["cut"].judgements[0].error
         assert all(isinstance(v, int) for v in rm.backend.usage.values())
+
+
+def _reasoning_choice(field, reasoning, content, finish="stop"):
+    message = {"role": "assistant", "content": content, field: reasoning}
+    return json.dumps({"choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+
+
+# case: the server's body (vLLM 0.11 and later send `reasoning`; older vLLM and hosted APIs `reasoning_content`)
+THINKING_ANSWERS = {
+    "reasoning_content": _reasoning_choice("reasoning_content", "R2 is right.", JUDGEMENT),
+    "reasoning": _reasoning_choice("reasoning", "R2 is right.", JUDGEMENT),
+    "only_in_reasoning": _reasoning_choice("reasoning", "So: Scores: \\boxed{9, 1}", "I cannot decide."),
+    "only_in_reasoning_content": _reasoning_choice("reasoning_content", "Scores: \\boxed{9, 1}", "No verdict."),
+    "cut_while_thinking": _reasoning_choice("reasoning_content", "Maybe Scores: \\boxed{9, 1} but", None, "length"),
+    "cut_while_thinking_empty": _reasoning_choice("reasoning", "Scores: \\boxed{9, 1}, or", "", "length"),
+}
+
+
+def test_reasoning_returned_apart_is_kept_and_never_read_as_the_answer():
+    """A server with a reasoning parser returns the thinking beside the answer: the backend keeps it as
+    Completion.reasoning, from either field, and a verdict written only there is not the judge's verdict."""
+    script = {case: [f"raw:{body}"] for case, body in THINKING_ANSWERS.items()}
+    with FaultServer(script, lambda *_: JUDGEMENT) as server:
+        backend = OpenAIBackend("judge", server.url, retries=0, timeout=10, progress=False)
+        requests = [
+            GenerationRequest([{"role": "user", "content": f"case:{case}"}], 1, Sampling(0.0, 64))
+            for case in THINKING_ANSWERS
+        ]
+        completions = {case: c for case, [c] in zip(THINKING_ANSWERS, backend.generate(requests))}
+        rm = GRM.from_openai(server.url, "judge", retries=0, timeout=10, progress=False)
+        rewards = rm.score_batch([(f"case:{c}", ["a", "bb"]) for c in THINKING_ANSWERS], shuffle=False)
+        by_case = dict(zip(THINKING_ANSWERS, rewards))
+    for case in ("reasoning_content", "reasoning"):
+        assert completions[case].text == JUDGEMENT and completions[case].reasoning == "R2 is right.", case
+        (judgement,) = by_case[case].judgements
+        assert by_case[case].rewards == [4.0, 6.0] and judgement.thinking == "R2 is right.", case
+    for case in ("only_in_reasoning", "only_in_reasoning_content"):
+        assert "\\boxed{9, 1}" in completions[case].reasoning and "boxed" not in completions[case].text, case
+        (judgement,) = by_case[case].judgements
+        assert by_case[case].rewards is None and judgement.scores is None, case
+        assert "\\boxed{9, 1}" in judgement.thinking and judgement.error == "no \\boxed{} with scores", case
+    for case in ("cut_while_thinking", "cut_while_thinking_empty"):
+        assert completions[case].text == "" and completions[case].error is None, case
+        assert completions[case].reasoning.startswith(("Maybe", "Scores")), case
+        (judgement,) = by_case[case].judgements
+        assert by_case[case].rewards is None, case
+        assert judgement.error == "truncated in thinking: cut off at the token limit before </think>", case
