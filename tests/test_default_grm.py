@@ -30,7 +30,7 @@ TOY_STEPS = {  # the shipped stage configs with few, small steps
 
 
 @pytest.mark.slow
-def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
+def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path, caplog):
     from grm.cli import main
     from grm.training.default_grm import STAGES
     from grm.training.default_grm_report import NAMES
@@ -48,7 +48,9 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path):
     sizes += "--meta_rm_hidden_size 96"  # a meta RM larger than its GRM: a fresh model on the GRM's tokenizer
     argv = ["train", "default-grm", "--config", str(ROOT / "training" / "configs" / "default_grm.yaml")]
     argv += ["--output_dir", str(out), "--report_dir", str(report), "--ship_dir", str(ship), *sizes.split(), *flags]
-    assert main(argv) == 0
+    with caplog.at_level("INFO"):
+        assert main(argv) == 0
+    assert caplog.records[-1].getMessage().startswith(f"default GRM: outputs saved to {out}")  # the last line
     status = json.loads((out / "status.json").read_text())
     assert list(status) == list(STAGES) and all(s["done"] and s["seconds"] >= 0 for s in status.values())
 

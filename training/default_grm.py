@@ -220,6 +220,7 @@ class Pipeline:
             }
             self.status_path.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
             logger.info("stage %s: finished in %.0f s", name, seconds)
+        logger.info("default GRM: outputs saved to %s (times per stage: %s)", self.out, self.status_path)
         return self.status()
 
     def stage_config(self, config_class: type, yaml_path: str, **overrides: Any):
