@@ -179,10 +179,20 @@ def _serve_command(args: argparse.Namespace) -> int:
     )
     if options.k > config.max_k:
         raise ValueError(f"-k {options.k} is above --max-k {config.max_k}")
+    config.check_judge(_served_judge(args))  # before loading: a pairwise judge needs --group-size
     # the engine's and the meta RM's bars stay off: a server's terminal shows its log, not one bar per batch
     quiet = {} if any(a.startswith("progress=") for a in args.backend_arg) else {"progress": False}
     serve(load_grm(args, **quiet), host=args.host, port=args.port, config=config, meta_rm=load_meta_rm(args, **quiet))
     return 0
+
+
+def _served_judge(args: argparse.Namespace):
+    """The judge format ``grm serve`` will load, known without loading: ``--judge``, else the model folder's
+    ``grm_config.json`` (a hub id's only if cached), else ``spct``. The server checks the loaded one again."""
+    from grm.assets import default_grm_path, read_grm_config
+    from grm.judges import get_judge
+
+    return get_judge(args.judge or read_grm_config(args.model or default_grm_path()).get("judge") or "spct")
 
 
 def _register_serve(sub: argparse._SubParsersAction) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 
 from grm.backends import Completion
-from helpers import shown_responses
+from helpers import ScriptedBackend, shown_responses
 
 
 def seeded_score(response: str, seed: int | None) -> int:
@@ -43,3 +44,34 @@ class SeededJudge:
 def chatml(user: str, system: str = "You are helpful.") -> str:
     """A policy prompt as a ChatML template writes it, with the generation prompt."""
     return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+
+_PAIR = re.compile(
+    r"\[The Start of Assistant A's Answer\]\n(.*?)\n\[The End of Assistant A's Answer\]\n\n"
+    r"\[The Start of Assistant B's Answer\]\n(.*?)\n\[The End of Assistant B's Answer\]",
+    re.S,
+)
+
+
+def shown_pair(messages: list[dict[str, str]]) -> tuple[str, str]:
+    """The two answers a ``pairwise-verdict`` prompt shows, A then B."""
+    a, b = _PAIR.search(messages[-1]["content"]).groups()
+    return a, b
+
+
+def longer_wins(messages: list[dict[str, str]], _: int = 0) -> str:
+    """A ``pairwise-verdict`` judgement preferring the longer answer (``[[C]]``, a tie, for equal lengths)."""
+    a, b = shown_pair(messages)
+    return f"Compared.\n\n{'[[C]]' if len(a) == len(b) else '[[A]]' if len(a) > len(b) else '[[B]]'}"
+
+
+class LongerWins(ScriptedBackend):
+    """A pairwise judge by :func:`longer_wins`; records the pairs it was shown (``pairs``)."""
+
+    def __init__(self) -> None:
+        super().__init__(self.verdict)
+        self.pairs: list[tuple[str, str]] = []
+
+    def verdict(self, messages, j):
+        self.pairs.append(shown_pair(messages))
+        return longer_wins(messages, j)

@@ -17,6 +17,11 @@ A :class:`GroupBuffer` recovers it:
   on a timeout costs nothing more. A sample arriving while an identical one waits in an open group is a new member,
   unless that one's caller has left (a retry): then it takes its place. A sample arriving after its group was
   released on the time limit is judged alone at once.
+- **Pairwise judges** (``shows="two"``, e.g. ``pairwise-verdict``) compare two responses at a time
+  (:func:`min_responses`): a group holding one response, its samples all alike, shows it twice (the judge compares
+  it with itself, and every sample gets the same reward), and a sample with no other response to be compared with
+  (its group released on the time limit with it alone, a sample late for its group, a group of one) is refused with
+  :class:`TooFewResponses` naming the judge, not judged.
 
 The buffer knows nothing of HTTP: the reward server and in-process reward functions (verl's router recipe) both
 use it, with a ``judge`` coroutine that scores items (``GRM.ascore_batch``, or the server's batcher).
@@ -33,6 +38,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from grm.integrations.shaping import Shaping
+from grm.judges import JudgeFormat
 from grm.scoring import ScoringOptions, chunks
 from grm.seeding import seeded_rng
 from grm.types import Item, Message, Reward
@@ -64,6 +70,17 @@ class SampleReward:
     group_size: int
 
 
+class TooFewResponses(ValueError):
+    """A sample its judge cannot judge: the judge compares two responses at a time, and the sample has no other
+    response of its prompt to be compared with."""
+
+
+def min_responses(judge: JudgeFormat | None) -> int:
+    """The fewest responses one judgement of ``judge`` shows: 2 for a judge that compares two at a time
+    (``shows="two"``, the pairwise formats), else 1 (None: SPCT's format)."""
+    return 2 if judge is not None and judge.shows == "two" else 1
+
+
 def group_key(sample: Sample, options: ScoringOptions) -> str:
     """The key of the group a sample belongs to when its protocol names none: a digest of its conversation, its
     reference and the options (samples judged together must share all three)."""
@@ -79,11 +96,15 @@ def sample_key(sample: Sample) -> str:
 
 
 def group_plan(
-    query: list[Message], reference: str | None, responses: Sequence[str], key: str, n_max: int
+    query: list[Message], reference: str | None, responses: Sequence[str], key: str, n_max: int, least: int = 1
 ) -> list[tuple[Item, str, list[str]]]:
     """How a group is judged: (item, its key, the responses it holds) for each chunk of the group's distinct
-    responses, sorted, in balanced chunks of at most ``n_max`` drawn from ``key`` (one chunk keyed ``key``)."""
+    responses, sorted, in balanced chunks of at most ``n_max`` drawn from ``key`` (one chunk keyed ``key``).
+    ``least``: the responses one item must show (:func:`min_responses`); a group of that many samples or more but
+    fewer distinct responses (all alike) shows its response that many times."""
     distinct = sorted(set(responses))
+    if len(distinct) < least <= len(responses):
+        distinct = distinct * least
     parts = [list(range(len(distinct)))]
     if len(distinct) > n_max:
         parts = chunks(len(distinct), n_max, seeded_rng("group-chunks", key))
@@ -109,6 +130,9 @@ class _Group:
     members: list[_Member] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     timed_out: bool = False
+    late: bool = False
+    whole: bool = False
+    """Sent together (:meth:`GroupBuffer.judge_group`), not held."""
     released_at: float = 0.0
 
     def member(self, response: str, *, left_only: bool) -> _Member | None:
@@ -121,7 +145,9 @@ class GroupBuffer:
 
     ``size``: the samples of a group (0 or 1: per-sample calls are not held; each is judged at once, alone, and
     only :meth:`judge_group` judges groups). ``score_range``: the GRM's, for the [0, 1] scale; ``shaping`` is applied
-    within each group.
+    within each group. ``judge_format``: the GRM's judge format (None: SPCT's); with a pairwise one, a sample with
+    no other response to be compared with gets :class:`TooFewResponses`, its message ending with ``advice`` (what
+    the owner's user can change).
     """
 
     def __init__(
@@ -135,10 +161,13 @@ class GroupBuffer:
         shaping: Shaping | None = None,
         retain: int = 1024,
         retain_s: float = 600.0,
+        judge_format: JudgeFormat | None = None,
+        advice: str = "",
     ) -> None:
         if size < 0 or n_max < 1 or wait_s < 0 or retain < 0:
             raise ValueError(f"need size >= 0, n_max >= 1, wait_s >= 0, retain >= 0; got {size}, {n_max}, {wait_s}")
         self.judge, self.size, self.wait_s, self.n_max = judge, size, wait_s, n_max
+        self.judge_format, self.least, self.advice = judge_format, min_responses(judge_format), advice
         self.score_range, self.shaping = score_range, shaping or Shaping()
         self.retain, self.retain_s = retain, retain_s
         self._open: dict[str, _Group] = {}
@@ -178,7 +207,7 @@ class GroupBuffer:
             for m in members:
                 m.waiters += 1  # type: ignore[union-attr]
         else:
-            g = _Group(key, samples[0], options)
+            g = _Group(key, samples[0], options, whole=True)
             members = [self._add(g, s.response) for s in samples]
             self._release(g, timed_out=False)
         return list(await asyncio.gather(*(self._wait(m) for m in members)))  # type: ignore[arg-type]
@@ -203,6 +232,7 @@ class GroupBuffer:
         member = self._add(g, sample.response)
         if retained is not None and retained.timed_out:  # its group was judged without it: alone, at once
             self.late += 1
+            g.late = True
             retained.members.append(member)  # where a retry of it will look
             self._release(g, timed_out=False, late=True)
         elif self.size <= 1:
@@ -243,8 +273,11 @@ class GroupBuffer:
         task.add_done_callback(self._tasks.discard)
 
     async def _judge(self, g: _Group) -> None:
-        plan = group_plan(g.sample.query, g.sample.reference, [m.response for m in g.members], g.key, self.n_max)
+        responses = [m.response for m in g.members]
         try:
+            if len(responses) < self.least:
+                raise TooFewResponses(self._too_few(g))
+            plan = group_plan(g.sample.query, g.sample.reference, responses, g.key, self.n_max, self.least)
             rewards = await self.judge([item for item, _, _ in plan], g.options, [key for _, key, _ in plan])
         except Exception as e:  # every member's caller gets the error
             for m in g.members:
@@ -262,6 +295,22 @@ class GroupBuffer:
             result = SampleReward(reward, index, values[m.response], scores[texts.index(m.response)], len(g.members))
             if not m.future.done():
                 m.future.set_result(result)
+
+    def _too_few(self, g: _Group) -> str:
+        """Why ``g``'s lone sample cannot be judged, for :class:`TooFewResponses`."""
+        name = self.judge_format.name if self.judge_format is not None else "?"
+        if g.late:
+            why = "it arrived after its group had been judged without it (released on the time limit)"
+        elif g.timed_out:
+            why = f"its group was released after the {self.wait_s:g} s wait holding it alone, of the {self.size} due"
+        elif g.whole:
+            why = "it was sent as a group of one sample"
+        else:
+            why = "samples are not held in groups here (group size 0), so each would be judged alone"
+        line = f"the {name!r} judge compares two responses at a time and needs at least two, but this sample has " + (
+            f"no other response of its prompt to be compared with: {why}"
+        )
+        return f"{line}; {self.advice}" if self.advice else line
 
     async def _wait(self, member: _Member) -> SampleReward:
         try:

@@ -6,6 +6,9 @@ import math
 import numbers
 from dataclasses import dataclass, fields
 
+from grm.integrations.groups import min_responses
+from grm.judges import JudgeFormat
+
 
 @dataclass
 class ServerConfig:
@@ -87,3 +90,24 @@ class ServerConfig:
             isinstance(failed, bool) or not isinstance(failed, numbers.Real) or not math.isfinite(failed)
         ):
             raise ValueError(f"failed_reward must be a number or 'min', got {failed!r}")
+
+    def check_judge(self, judge: JudgeFormat) -> None:
+        """ValueError where these settings can never work with ``judge``: a judge that compares two responses at a
+        time (:func:`~grm.integrations.groups.min_responses`) cannot judge the single samples of ``/get_reward``
+        and ``/reward`` unless they are held in groups (``group_size``), nor a group's chunks of fewer than 3
+        (``n_max``), which can leave one response alone."""
+        if min_responses(judge) < 2:
+            return
+        if self.group_size < 2:
+            raise ValueError(
+                f"the {judge.name!r} judge compares two responses at a time, so it cannot judge the single samples "
+                "that RL frameworks send one per request (/get_reward, /reward): set --group-size (group_size) to "
+                "the samples per prompt of the RL run (e.g. --group-size 8 for 8 rollouts per prompt) so that a "
+                "prompt's samples are held and compared together, or serve a judge that scores one response "
+                "(e.g. --judge spct)"
+            )
+        if self.n_max < 3:
+            raise ValueError(
+                f"the {judge.name!r} judge compares two responses at a time: --n-max (n_max) must be at least 3, "
+                f"since a group split into chunks of at most {self.n_max} can leave a response alone; got {self.n_max}"
+            )

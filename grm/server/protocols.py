@@ -50,7 +50,7 @@ def _label(value: Any, where: str) -> str | None:
 
 
 def _checked(rm: GRM, config: ServerConfig, query: list[Message], response: str, reference: str | None) -> Sample:
-    item = checked_item(rm, config, query, [response], reference=reference)
+    item = checked_item(rm, config, query, [response], sample=True, reference=reference)
     return Sample(item.query, item.responses[0], item.reference)
 
 

@@ -9,6 +9,10 @@ max_new_tokens, the most tokens it may have generated, against ``max_work_tokens
 Items go to the fair batcher through the result cache (identical seeded items judged once). RL protocol samples
 (:mod:`grm.server.protocols`) without a seed of their own take the server's and are keyed by content; with
 ``group_size`` they are held by a :class:`~grm.integrations.groups.GroupBuffer` until their group is complete.
+
+A judge that compares two responses at a time (a pairwise format) is refused at start without ``group_size``
+(:meth:`ServerConfig.check_judge`); a sample left with no other response to be compared with (its group released
+on the time limit with it alone) gets a 400 naming the judge and what to change.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from grm.integrations.chat import ChatMarkers
-from grm.integrations.groups import GroupBuffer, Sample, SampleReward, sample_key
+from grm.integrations.groups import GroupBuffer, Sample, SampleReward, TooFewResponses, sample_key
 from grm.integrations.shaping import Shaping
 from grm.model import GRM
 from grm.scoring import JudgementRater, ScoringOptions
@@ -34,6 +38,12 @@ from grm.types import Item
 
 T = TypeVar("T")
 
+ALONE_ADVICE = (
+    "set --group-size to the samples per prompt, send a prompt's samples within --group-wait-ms of each other (or "
+    "raise it), or send them in one request (/reward's group form)"
+)
+"""What a client or operator can do about a sample left alone with a pairwise judge."""
+
 
 class RewardService:
     """A GRM served: the batcher, the cache, the group buffer, the admission of requests and each endpoint."""
@@ -41,6 +51,7 @@ class RewardService:
     def __init__(self, rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRater | None = None) -> None:
         self.rm, self.config, self.meta_rm = rm, config or ServerConfig(), meta_rm
         c = self.config
+        c.check_judge(rm.judge)
         self.seed = c.seed if c.seed is not None else random_seed()
         self.batcher = FairBatcher(rm, c, meta_rm)
         self.cache = ResultCache(self.batcher, c.cache_size, c.cache_ttl_s)
@@ -55,6 +66,8 @@ class RewardService:
             shaping=self.shaping,
             retain=c.cache_size,
             retain_s=c.cache_ttl_s,
+            judge_format=rm.judge,
+            advice=ALONE_ADVICE,
         )
         tokenizer = getattr(rm.backend, "tokenizer", None)
         self.markers = ChatMarkers.load(c.policy_tokenizer) if c.policy_tokenizer else ChatMarkers.of(tokenizer)
@@ -136,10 +149,13 @@ class RewardService:
         (``group_size``), or each alone; with the server's seed and keys by content when it sent no seed."""
         options = request.options if request.seeded else request.options.replace(seed=self.seed)
         with self.reserve(self.work_of(len(request.samples), options)):
-            if request.grouped:
-                return await self.groups.judge_group(request.samples, options)
-            if self.config.group_size > 1:
-                return list(await asyncio.gather(*(self.groups.reward(s, options) for s in request.samples)))
+            try:
+                if request.grouped:
+                    return await self.groups.judge_group(request.samples, options)
+                if self.config.group_size > 1:
+                    return list(await asyncio.gather(*(self.groups.reward(s, options) for s in request.samples)))
+            except TooFewResponses as e:
+                raise BadRequest(str(e)) from None
             return await self.alone(request.samples, options, request.seeded)
 
     async def alone(self, samples: Sequence[Sample], options: ScoringOptions, seeded: bool) -> list[SampleReward]:

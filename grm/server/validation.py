@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from grm.integrations.groups import min_responses
 from grm.jsonl import plain_id
 from grm.model import GRM
 from grm.scoring import ScoringOptions, check_meta_rm
@@ -116,13 +117,31 @@ def refuse_unknown(body: dict[str, Any], path: str, fields: Sequence[str]) -> No
         )
 
 
-def checked_item(rm: GRM, config: ServerConfig, query: Any, responses: Any, **extra: Any) -> Item:
-    """A request's item, validated and checked to render (a custom template may refuse some inputs)."""
+def checked_item(
+    rm: GRM, config: ServerConfig, query: Any, responses: Any, *, sample: bool = False, **extra: Any
+) -> Item:
+    """A request's item, validated and checked to render (a custom template may refuse some inputs). It must hold
+    as many responses as the judge shows at once (two for a pairwise judge, :func:`min_responses`), unless it is an
+    RL ``sample``, judged with the other samples of its group: that one is rendered shown as often as needed."""
     if isinstance(responses, list) and len(responses) > config.max_responses:
         raise BadRequest(f"at most {config.max_responses} responses per request, got {len(responses)}")
     try:
         item = Item.coerce({"query": query, "responses": responses, **extra})
-        rm.build_prompt(item.query, item.responses, principles=item.principles, reference=item.reference)
+    except (TypeError, ValueError) as e:
+        raise BadRequest(str(e)) from e
+    least, shown = min_responses(rm.judge), item.responses
+    if len(shown) < least and not sample:
+        raise BadRequest(
+            f"the {rm.judge.name!r} judge compares two responses at a time: it needs at least {least} responses, "
+            f"got {len(shown)}; send two or more, or serve a judge that scores a response alone (e.g. --judge spct)"
+        )
+    try:
+        rm.build_prompt(
+            item.query,
+            shown if len(shown) >= least else shown * least,
+            principles=item.principles,
+            reference=item.reference,
+        )
     except (TypeError, ValueError) as e:
         raise BadRequest(str(e)) from e
     return item
