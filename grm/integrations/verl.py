@@ -9,7 +9,9 @@ Two ways, each a ``custom_reward_function`` (``examples/verl_grm_async.py`` name
 - :func:`router_compute_score` judges in verl's own process with verl's GenRM servers doing the generation: grm's
   OpenAI backend talks to the ``reward_router_address`` the reward loop passes (``/v1/chat/completions``), and grm
   does the prompts, parsing and voting; with ``GRM_GROUP_SIZE`` the samples of a prompt are held and judged together
-  in this process (:class:`~grm.integrations.groups.GroupBuffer`).
+  in this process (:class:`~grm.integrations.groups.GroupBuffer`). With ``GRM_META_RM`` a meta RM, loaded once in
+  this process, rates the judgements and only the ``GRM_K_META`` it rates highest are voted (as ``grm serve
+  --meta-rm`` does for :func:`compute_score`).
 
 The judge needs the question each solution answers: keep it in ``extra_info["question"]`` when you preprocess the
 dataset. ``ground_truth``, when it is text, is the reference answer. Both return ``{"score": reward, ...}`` (verl
@@ -19,27 +21,33 @@ puts the other keys in ``reward_extra_info``): the voted mean on [0, 1], shaped 
 Environment: ``GRM_URL``, ``GRM_API_KEY``, ``GRM_TIMEOUT`` (the server); ``GRM_K`` (judgements per item, default 1),
 ``GRM_SEED`` (the router recipe's seed; default: drawn once per process and logged); for the router recipe
 ``GRM_MODEL`` (the served model's name; default the reward tokenizer's ``name_or_path``), ``GRM_TEMPLATE``,
-``GRM_JUDGE``, ``GRM_MAX_NEW_TOKENS`` (default 1024), ``GRM_GROUP_SIZE`` (0: each sample alone), ``GRM_GROUP_WAIT_S``
-(default 30), ``GRM_N_MAX`` (default 8), ``GRM_LENGTH_PENALTY`` (default 0).
+``GRM_JUDGE``, ``GRM_MAX_NEW_TOKENS`` (default 1024), ``GRM_GROUP_SIZE`` (0: each sample alone; a pairwise judge
+needs it), ``GRM_GROUP_WAIT_S`` (default 30), ``GRM_N_MAX`` (default 8), ``GRM_LENGTH_PENALTY`` (default 0),
+``GRM_META_RM`` (a meta RM's path or hub id; default none), ``GRM_K_META`` (judgements it keeps; default k // 2),
+``GRM_META_RM_DEVICE`` (default: cuda where the reward worker has a GPU, else cpu).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 from typing import Any
 
 from grm.integrations.client import AsyncRewardClient, loop_local
-from grm.integrations.groups import GroupBuffer, Sample, SampleReward, sample_key
+from grm.integrations.groups import GroupBuffer, Sample, SampleReward, min_responses, sample_key
 from grm.integrations.shaping import Shaping
 from grm.model import GRM
-from grm.scoring import ScoringOptions
+from grm.scoring import JudgementRater, ScoringOptions
 from grm.seeding import random_seed
 from grm.types import Item, normalize_query
 
 logger = logging.getLogger(__name__)
 
 _seed: list[int] = []
+_meta_rms: dict[tuple[str, str | None], JudgementRater] = {}
+_meta_lock = threading.Lock()
 
 
 def question(extra_info: dict[str, Any] | None) -> str | list[dict[str, str]]:
@@ -106,19 +114,72 @@ def _make_router(address: str, model: str) -> tuple[GRM, GroupBuffer]:
         template=os.environ.get("GRM_TEMPLATE") or None,
         max_new_tokens=_env_int("GRM_MAX_NEW_TOKENS", 1024),
     )
+    size, n_max = _env_int("GRM_GROUP_SIZE", 0), _env_int("GRM_N_MAX", 8)
+    if min_responses(rm.judge) > 1 and (size < 2 or n_max < 3):
+        raise ValueError(
+            f"the {rm.judge.name!r} judge compares two responses at a time, so verl's samples cannot be judged one "
+            "by one: set GRM_GROUP_SIZE to actor_rollout_ref.rollout.n (and GRM_N_MAX to 3 or more, so that no "
+            f"chunk of a group holds one response alone); got GRM_GROUP_SIZE={size}, GRM_N_MAX={n_max}"
+        )
 
     async def judge(items: list[Item], options: ScoringOptions, keys: list[str]):
-        return await rm.ascore_batch(items, options, keys=keys)
+        return await rm.ascore_batch(items, options, keys=keys, meta_rm=await _meta_rm())
 
     buffer = GroupBuffer(
         judge,
-        size=_env_int("GRM_GROUP_SIZE", 0),
+        size=size,
         wait_s=_env_float("GRM_GROUP_WAIT_S", 30.0),
-        n_max=_env_int("GRM_N_MAX", 8),
+        n_max=n_max,
         score_range=rm.score_range,
         shaping=Shaping(_env_float("GRM_LENGTH_PENALTY", 0.0), _failed()),
+        judge_format=rm.judge,
+        advice="keep GRM_GROUP_SIZE at actor_rollout_ref.rollout.n and GRM_GROUP_WAIT_S above the time a prompt's "
+        "samples take to reach this reward worker",
     )
     return rm, buffer
+
+
+async def _meta_rm() -> JudgementRater | None:
+    """The meta RM ``GRM_META_RM`` names (on ``GRM_META_RM_DEVICE``), loaded once per process, in a worker thread
+    so that the event loop keeps serving; None without one."""
+    path = os.environ.get("GRM_META_RM")
+    if not path:
+        return None
+    key = (path, os.environ.get("GRM_META_RM_DEVICE") or None)
+    found = _meta_rms.get(key)
+    return found if found is not None else await asyncio.to_thread(_load_meta_rm, key)
+
+
+def _load_meta_rm(key: tuple[str, str | None]) -> JudgementRater:
+    from grm.meta_rm import MetaRM
+
+    with _meta_lock:
+        if key not in _meta_rms:
+            path, device = key
+            meta = MetaRM.from_pretrained(path, device=device, progress=False)
+            logger.info("grm router reward: meta RM %s on %s", path, meta.device)
+            _meta_rms[key] = _OneAtATime(meta)
+        return _meta_rms[key]
+
+
+class _OneAtATime:
+    """A meta RM shared by the event loops of a process, rating one batch at a time (each GRM runs it in a worker
+    thread; its tokenizer is not made for concurrent calls)."""
+
+    def __init__(self, rater: JudgementRater) -> None:
+        self.rater, self.lock = rater, threading.Lock()
+
+    def score_batch(self, entries):
+        with self.lock:
+            return self.rater.score_batch(entries)
+
+
+def _router_options() -> ScoringOptions:
+    """The router recipe's scoring options: ``GRM_K``, the seed, and ``GRM_K_META`` (a meta RM's; None: k // 2)."""
+    k_meta = os.environ.get("GRM_K_META")
+    if k_meta and not os.environ.get("GRM_META_RM"):
+        raise ValueError("GRM_K_META was set without GRM_META_RM (the meta RM that rates the judgements)")
+    return ScoringOptions(k=_env_int("GRM_K", 1), seed=_router_seed(), k_meta=int(k_meta) if k_meta else None)
 
 
 def _router_seed() -> int:
@@ -143,12 +204,15 @@ async def router_compute_score(
         raise ValueError("no reward_router_address: enable verl's reward model (reward_model.enable=True)")
     rm, buffer = _router(reward_router_address, reward_model_tokenizer)
     sample = Sample(normalize_query(question(extra_info)), solution_str, reference(ground_truth))
-    options = ScoringOptions(k=_env_int("GRM_K", 1), seed=_router_seed())
+    options = _router_options()
     if buffer.size > 1:
         result = await buffer.reward(sample, options)
     else:
         (reward,) = await rm.ascore_batch(
-            [Item(sample.query, [sample.response], reference=sample.reference)], options, keys=[sample_key(sample)]
+            [Item(sample.query, [sample.response], reference=sample.reference)],
+            options,
+            keys=[sample_key(sample)],
+            meta_rm=await _meta_rm(),
         )
         score = None if (n := reward.normalized(rm.score_range)) is None else n[0]
         (value,) = buffer.shaping.apply([score], [len(solution_str)])
