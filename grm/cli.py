@@ -179,7 +179,7 @@ def _serve_command(args: argparse.Namespace) -> int:
     )
     if options.k > config.max_k:
         raise ValueError(f"-k {options.k} is above --max-k {config.max_k}")
-    config.check_judge(_served_judge(args))  # before loading: a pairwise judge needs --group-size
+    config.check_judge(_served_judge(args))  # before loading: a pairwise judge's --n-max (its warning: at start)
     # the engine's and the meta RM's bars stay off: a server's terminal shows its log, not one bar per batch
     quiet = {} if any(a.startswith("progress=") for a in args.backend_arg) else {"progress": False}
     serve(load_grm(args, **quiet), host=args.host, port=args.port, config=config, meta_rm=load_meta_rm(args, **quiet))

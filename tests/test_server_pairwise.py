@@ -1,7 +1,8 @@
-"""``grm serve`` with a judge that compares two responses at a time (``pairwise-verdict``): refused at start where
-it could never work (per-sample RL requests and no group size), and, through the app, a sample left with no other
-response to be compared with answered with an error naming the judge and what to change, not a template's
-UndefinedError; a prompt's per-sample requests held as a group are compared pair by pair."""
+"""``grm serve`` with a judge that compares two responses at a time (``pairwise-verdict``): a warning at start
+where per-sample RL requests could not be judged (no group size), a refusal where they never could (chunks of 2),
+and, through the app, a sample left with no other response to be compared with answered with an error naming the
+judge and what to change, not a template's UndefinedError; a prompt's per-sample requests held as a group are
+compared pair by pair."""
 
 import asyncio
 import json
@@ -51,31 +52,42 @@ def post_all(url, posts):
 
 
 @pytest.mark.parametrize("judge", ["pairwise-verdict", "prometheus-relative", "rm-r1"])
-def test_a_pairwise_judge_without_a_group_size_is_refused_at_start(judge):
+def test_a_pairwise_judge_without_a_group_size_serves_score_and_warns_about_single_samples(judge, caplog, served):
     rm = GRM(LongerWins(), judge=judge)
-    with pytest.raises(ValueError) as e:
-        create_app(rm, ServerConfig())
-    message = str(e.value)
-    assert f"the {judge!r} judge compares two responses at a time" in message
-    assert "--group-size" in message and "/get_reward" in message
+    with caplog.at_level("WARNING", logger="grm.server"):
+        url = served(rm)
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"the {judge!r} judge compares two responses at a time: /score works" in warning
+    assert "--group-size" in warning and "/get_reward" in warning
+    if judge == "pairwise-verdict":  # the scripted judge reads this format's prompt
+        score = httpx.post(f"{url}/score", json={"query": "Name a fruit.", "responses": ["fig", "kiwi"]})
+        assert score.status_code == 200 and score.json()["best"] == 1
+    single = httpx.post(f"{url}/get_reward", json=openrlhf("fig"))  # not held in a group: an error, not judged
+    assert single.status_code == 400
+    error = single.json()["error"]
+    assert f"the {judge!r} judge compares two responses at a time and needs at least two" in error
+    assert "group size 0" in error and "--group-size" in error and "Undefined" not in error
     with pytest.raises(ValueError, match="--n-max .* at least 3"):  # chunks of 2 can leave one response alone
         create_app(rm, ServerConfig(group_size=8, n_max=2))
-    create_app(rm, ServerConfig(group_size=8))  # holds a prompt's samples: fine
-    create_app(GRM(LongerWins()), ServerConfig())  # a judge that scores one response needs no group
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="grm.server"):
+        create_app(rm, ServerConfig(group_size=8))  # holds a prompt's samples: no warning
+        create_app(GRM(LongerWins()), ServerConfig())  # a judge that scores one response needs no group
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
-def test_grm_serve_refuses_it_before_loading_the_model(monkeypatch, tmp_path, capsys):
+def test_grm_serve_refuses_chunks_of_two_before_loading_the_model(monkeypatch, tmp_path, capsys):
     def load(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr(grm.cli, "load_grm", load)
-    assert main(["serve", "--judge", "pairwise-verdict"]) == 2
+    assert main(["serve", "--judge", "pairwise-verdict", "--group-size", "8", "--n-max", "2"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "'pairwise-verdict' judge" in err and "--group-size" in err
+    assert len(err.splitlines()) == 1 and "'pairwise-verdict' judge" in err and "--n-max" in err
     folder = tmp_path / "grm"  # the judge named by the model folder's grm_config.json
     folder.mkdir()
     (folder / "grm_config.json").write_text(json.dumps({"judge": "rm-r1"}))
-    assert main(["serve", "--model", str(folder), "--group-size", "0"]) == 2
+    assert main(["serve", "--model", str(folder), "--n-max", "2"]) == 2
     assert "'rm-r1' judge compares two responses" in capsys.readouterr().err
 
 

@@ -91,23 +91,23 @@ class ServerConfig:
         ):
             raise ValueError(f"failed_reward must be a number or 'min', got {failed!r}")
 
-    def check_judge(self, judge: JudgeFormat) -> None:
-        """ValueError where these settings can never work with ``judge``: a judge that compares two responses at a
-        time (:func:`~grm.integrations.groups.min_responses`) cannot judge the single samples of ``/get_reward``
-        and ``/reward`` unless they are held in groups (``group_size``), nor a group's chunks of fewer than 3
-        (``n_max``), which can leave one response alone."""
+    def check_judge(self, judge: JudgeFormat) -> str | None:
+        """Check these settings against ``judge``. A judge that compares two responses at a time
+        (:func:`~grm.integrations.groups.min_responses`): ValueError where a group's chunks hold fewer than 3
+        (``n_max``, which can leave one response alone); and, without ``group_size``, a warning to log (returned):
+        ``/score`` works, but the single samples of ``/get_reward`` and ``/reward`` get an error each."""
         if min_responses(judge) < 2:
-            return
-        if self.group_size < 2:
-            raise ValueError(
-                f"the {judge.name!r} judge compares two responses at a time, so it cannot judge the single samples "
-                "that RL frameworks send one per request (/get_reward, /reward): set --group-size (group_size) to "
-                "the samples per prompt of the RL run (e.g. --group-size 8 for 8 rollouts per prompt) so that a "
-                "prompt's samples are held and compared together, or serve a judge that scores one response "
-                "(e.g. --judge spct)"
-            )
+            return None
         if self.n_max < 3:
             raise ValueError(
                 f"the {judge.name!r} judge compares two responses at a time: --n-max (n_max) must be at least 3, "
                 f"since a group split into chunks of at most {self.n_max} can leave a response alone; got {self.n_max}"
             )
+        if self.group_size < 2:
+            return (
+                f"the {judge.name!r} judge compares two responses at a time: /score works, but the single samples "
+                "that RL frameworks send one per request (/get_reward, /reward) will each get an error; set "
+                "--group-size to the samples per prompt of the RL run (e.g. --group-size 8) so that a prompt's "
+                "samples are held and compared together"
+            )
+        return None

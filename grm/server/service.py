@@ -10,21 +10,23 @@ Items go to the fair batcher through the result cache (identical seeded items ju
 (:mod:`grm.server.protocols`) without a seed of their own take the server's and are keyed by content; with
 ``group_size`` they are held by a :class:`~grm.integrations.groups.GroupBuffer` until their group is complete.
 
-A judge that compares two responses at a time (a pairwise format) is refused at start without ``group_size``
-(:meth:`ServerConfig.check_judge`); a sample left with no other response to be compared with (its group released
-on the time limit with it alone) gets a 400 naming the judge and what to change.
+A judge that compares two responses at a time (a pairwise format) serves ``/score``; without ``group_size`` a
+warning at start says that RL samples sent one per request cannot be judged (:meth:`ServerConfig.check_judge`). A
+sample left with no other response to be compared with (not held in a group, or its group released on the time
+limit with it alone) gets a 400 naming the judge and what to change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from grm.integrations.chat import ChatMarkers
-from grm.integrations.groups import GroupBuffer, Sample, SampleReward, TooFewResponses, sample_key
+from grm.integrations.groups import GroupBuffer, Sample, SampleReward, TooFewResponses, min_responses, sample_key
 from grm.integrations.shaping import Shaping
 from grm.model import GRM
 from grm.scoring import JudgementRater, ScoringOptions
@@ -37,6 +39,7 @@ from grm.server.validation import BadRequest, score_request
 from grm.types import Item
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 ALONE_ADVICE = (
     "set --group-size to the samples per prompt, send a prompt's samples within --group-wait-ms of each other (or "
@@ -51,7 +54,8 @@ class RewardService:
     def __init__(self, rm: GRM, config: ServerConfig | None = None, meta_rm: JudgementRater | None = None) -> None:
         self.rm, self.config, self.meta_rm = rm, config or ServerConfig(), meta_rm
         c = self.config
-        c.check_judge(rm.judge)
+        if note := c.check_judge(rm.judge):
+            logger.warning("%s", note)
         self.seed = c.seed if c.seed is not None else random_seed()
         self.batcher = FairBatcher(rm, c, meta_rm)
         self.cache = ResultCache(self.batcher, c.cache_size, c.cache_ttl_s)
@@ -156,6 +160,12 @@ class RewardService:
                     return list(await asyncio.gather(*(self.groups.reward(s, options) for s in request.samples)))
             except TooFewResponses as e:
                 raise BadRequest(str(e)) from None
+            if min_responses(self.rm.judge) > 1:
+                raise BadRequest(
+                    f"the {self.rm.judge.name!r} judge compares two responses at a time and needs at least two, but "
+                    "samples are not held in groups here (group size 0), so this one would be judged alone; "
+                    + ALONE_ADVICE
+                )
             return await self.alone(request.samples, options, request.seeded)
 
     async def alone(self, samples: Sequence[Sample], options: ScoringOptions, seeded: bool) -> list[SampleReward]:
