@@ -33,6 +33,7 @@ from grm.flags import (
 from grm.jobs import JobStopped, ScoreJob
 from grm.progress import ConsoleHandler, adopt_library_logs, enabled, quiet_library_bars
 from grm.rows import Columns
+from grm.scoring import check_meta_rm
 
 logger = logging.getLogger("grm")
 
@@ -150,6 +151,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
 
 def _serve_command(args: argparse.Namespace) -> int:
     from grm.server import ServerConfig, serve  # first: without the serve extra, nothing is loaded
+    from grm.server.validation import request_defaults
 
     options = scoring_options(args)  # the defaults of a request that names none
     check_model_flags(args)
@@ -164,6 +166,7 @@ def _serve_command(args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         api_key=args.api_key or os.environ.get("GRM_API_KEY") or None,
         default_k=options.k,
+        default_options=request_defaults(options),
         seed=args.seed,
         group_size=args.group_size,
         group_wait_s=args.group_wait_ms / 1000,
@@ -179,6 +182,7 @@ def _serve_command(args: argparse.Namespace) -> int:
     )
     if options.k > config.max_k:
         raise ValueError(f"-k {options.k} is above --max-k {config.max_k}")
+    check_meta_rm(options, rated=args.meta_rm is not None)  # e.g. --k-meta without --meta-rm
     config.check_judge(_served_judge(args))  # before loading: a pairwise judge's --n-max (its warning: at start)
     # the engine's and the meta RM's bars stay off: a server's terminal shows its log, not one bar per batch
     quiet = {} if any(a.startswith("progress=") for a in args.backend_arg) else {"progress": False}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from grm.integrations.groups import min_responses
 from grm.judges import JudgeFormat
@@ -40,6 +41,9 @@ class ServerConfig:
     """Threads that read, check and render requests and answers, off the event loop."""
     api_key: str | None = None
     default_k: int = 1
+    default_options: dict[str, Any] = field(default_factory=dict)
+    """Scoring options (:class:`grm.ScoringOptions` fields but ``k``, ``seed`` and ``budget``) that a request which
+    names none gets: ``grm serve``'s scoring flags (``--temperature``, ``--k-meta``, ``--adaptive``, ...)."""
     seed: int | None = None
     """The seed of RL protocol requests (``/get_reward``, ``/reward``) that send none; None: drawn when the server
     starts (reported by ``/health``). Their items are then keyed by content, so a sample's reward does not depend

@@ -29,7 +29,7 @@ from grm.integrations.chat import ChatMarkers
 from grm.integrations.groups import GroupBuffer, Sample, SampleReward, TooFewResponses, min_responses, sample_key
 from grm.integrations.shaping import Shaping
 from grm.model import GRM
-from grm.scoring import JudgementRater, ScoringOptions
+from grm.scoring import JudgementRater, ScoringOptions, check_meta_rm
 from grm.seeding import random_seed
 from grm.server.batcher import FairBatcher
 from grm.server.cache import ResultCache
@@ -56,6 +56,7 @@ class RewardService:
         c = self.config
         if note := c.check_judge(rm.judge):
             logger.warning("%s", note)
+        check_meta_rm(ScoringOptions(k=c.default_k, **c.default_options), rated=meta_rm is not None)
         self.seed = c.seed if c.seed is not None else random_seed()
         self.batcher = FairBatcher(rm, c, meta_rm)
         self.cache = ResultCache(self.batcher, c.cache_size, c.cache_ttl_s)

@@ -74,9 +74,21 @@ def _refuse_lone_surrogates(value: Any, where: str) -> None:
             _refuse_lone_surrogates(item, f"{where}[{i}]")
 
 
+def request_defaults(options: ScoringOptions) -> dict[str, Any]:
+    """The fields of ``options`` (the server's scoring flags) that differ from :class:`ScoringOptions`' defaults,
+    as :attr:`ServerConfig.default_options`: ``k`` and ``seed`` have settings of their own, ``budget`` is not taken."""
+    default = ScoringOptions()
+    return {
+        name: getattr(options, name)
+        for name in OPTION_FIELDS
+        if name not in ("k", "seed") and getattr(options, name) != getattr(default, name)
+    }
+
+
 def scoring_options(body: dict[str, Any], config: ServerConfig, rated: bool) -> ScoringOptions:
-    """The scoring options a request body asks for (``k`` defaults to ``config.default_k``), within the server's
-    limits; :class:`BadRequest` naming the field otherwise. ``rated``: the server votes with a meta RM."""
+    """The scoring options a request body asks for (``k`` defaults to ``config.default_k``, the others to
+    ``config.default_options``), within the server's limits; :class:`BadRequest` naming the field otherwise.
+    ``rated``: the server votes with a meta RM."""
     if body.get("budget") is not None:
         raise BadRequest(
             "budget is not taken here: the server batches requests together, so a budget would be shared with "
@@ -86,6 +98,7 @@ def scoring_options(body: dict[str, Any], config: ServerConfig, rated: bool) -> 
     for name, value in given.items():
         if isinstance(value, list | dict):
             raise BadRequest(f"{name} must be a single value, got a JSON {type(value).__name__}")
+    given = {**config.default_options, **given}
     given.setdefault("k", config.default_k)
     try:
         options = ScoringOptions(**given)
