@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "grm.jsonl",
             "grm.rule",
             "grm.metrics",
+            "grm.extras",
         ],
     ),
     (
