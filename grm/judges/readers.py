@@ -142,16 +142,6 @@ def read_answer_tag(answer: str, n: int, score_range: tuple[int, int], *, trunca
     )
 
 
-_ASSISTANT_BOX = re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*Assistant\s*(?P<winner>[12])\s*\}?\s*\}", re.I)
-
-
-def read_assistant_box(answer: str, n: int, score_range: tuple[int, int], *, truncated: bool = False):
-    """RRM's ``\\boxed{Assistant 1}`` or ``\\boxed{Assistant 2}``: the last one."""
-    return _pairwise_only(n, answer) or pairwise(
-        answer, _verdict(answer, _ASSISTANT_BOX, truncated), "\\boxed{Assistant 1|2} verdict", truncated
-    )
-
-
 # ---------------------------------------------------------------------------------------------------- tagged scores
 
 _SCORE_TAG = re.compile(r"<score>\s*(?P<score>[0-9]+)\s*</score>", re.I)
