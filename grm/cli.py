@@ -31,7 +31,7 @@ from grm.flags import (
     scoring_options,
 )
 from grm.jobs import JobStopped, ScoreJob
-from grm.progress import ConsoleHandler, adopt_library_logs, enabled, quiet_library_bars
+from grm.progress import setup_console
 from grm.rows import Columns
 from grm.scoring import check_meta_rm
 
@@ -282,35 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock", "vllm")
-"""Libraries that log each request, file or engine step at INFO level: heard only with ``-v`` (warnings always)."""
-
-
-def setup_logging(verbose: bool) -> None:
-    """grm's console: each record on a line of its own (above any progress bar), never raising, once each; the
-    per-request lines of HTTP libraries only when ``verbose``."""
-    handler = ConsoleHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, ConsoleHandler)]:
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
-    import huggingface_hub.utils.logging  # noqa: F401  (cheap; its handler goes now, so hub retries show once)
-
-    adopt_library_logs()
-    if not enabled():
-        quiet_library_bars()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``grm ARGV``; the exit code: 0 done, 1 done with error rows, 2 a bad flag, input or setting (nothing
     loaded or written; a flag that does not parse exits by argparse's SystemExit(2)), 3 stopped by a fault of the
     environment (what was written is kept), 130 interrupted."""
     args = build_parser().parse_args(argv)  # a malformed flag: argparse's usage and SystemExit(2)
-    setup_logging(args.verbose)
+    setup_console(args.verbose)
     try:
         return args.func(args)
     except KeyboardInterrupt:

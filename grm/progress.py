@@ -201,3 +201,27 @@ def loading_bars(progress: bool | None = None) -> Iterator[None]:
     finally:
         if was:
             transformers_logging.enable_progress_bar()
+
+
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock", "vllm")
+"""Libraries that log each request, file or engine step at INFO level: heard only with ``-v`` (warnings always)."""
+
+
+def setup_console(verbose: bool = False) -> None:
+    """grm's console, for every entry point (``grm`` and ``python -m grm.training....``): each record on a line of
+    its own (above any progress bar), never raising, once each; the libraries' per-request lines only when
+    ``verbose``."""
+    handler = ConsoleHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, ConsoleHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    import huggingface_hub.utils.logging  # noqa: F401  (cheap; its handler goes now, so hub retries show once)
+
+    adopt_library_logs()
+    if not enabled():
+        quiet_library_bars()

@@ -9,8 +9,7 @@ import sys
 import pytest
 
 import grm.progress
-from grm.cli import setup_logging
-from grm.progress import ConsoleHandler, enabled, progress_bar
+from grm.progress import ConsoleHandler, enabled, progress_bar, setup_console
 
 
 class Terminal(io.StringIO):
@@ -112,7 +111,7 @@ def test_a_warning_is_written_on_its_own_line_not_glued_to_a_bar(monkeypatch):
 def test_a_library_warning_is_shown_once(capfd, library):
     """huggingface_hub and datasets attach a console handler of their own to their root logger and still
     propagate, so under a root handler each warning (a hub download retried, say) was printed twice."""
-    setup_logging(verbose=False)
+    setup_console(verbose=False)
     root_of_library = logging.getLogger(library.split(".")[0])
     own = logging.StreamHandler()  # as the library attaches at import (it may be imported after grm's setup)
     root_of_library.addHandler(own)

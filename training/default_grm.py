@@ -476,5 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from grm.progress import setup_console
+
+    setup_console()
     sys.exit(main())

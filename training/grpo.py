@@ -32,7 +32,7 @@ from typing import Any
 from trl import GRPOConfig
 
 from grm.jsonl import JsonlWriter, dumps
-from grm.progress import progress_bar
+from grm.progress import progress_bar, setup_console
 from grm.training.common import (
     GRMTrainingArguments,
     check_common,
@@ -226,5 +226,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_console()
     sys.exit(main())

@@ -41,7 +41,7 @@ from trl import SFTConfig
 
 from grm.jsonl import JsonlWriter, load_finished, read_rows
 from grm.model import GRM
-from grm.progress import progress_bar
+from grm.progress import progress_bar, setup_console
 from grm.rule import best_index, is_correct
 from grm.scoring import SAMPLING_TEMPERATURE, ScoringOptions, resolve_options
 from grm.training.common import (
@@ -460,5 +460,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_console()
     sys.exit(main())
