@@ -96,6 +96,17 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path, caplog):
     assert main([*argv, "--stages", "report"]) == 0  # a named stage runs again
     assert (report / "default_grm.md").read_text() == text
 
+    # the meta RM made again: the GRPO model's evaluation (its MetaRM@k) is of the old one, so it goes, and the
+    # stages after it are made again by a plain run; the earlier models' evaluations are kept
+    sft_eval = (out / "eval" / "sft" / "sampled" / "cache.jsonl").read_text()
+    assert main([*argv, "--stages", "meta_rm"]) == 0
+    assert not (out / "eval" / "grpo").exists() and list(json.loads((out / "status.json").read_text())) == list(
+        STAGES[: STAGES.index("meta_rm") + 1]
+    )
+    assert main(argv) == 0
+    assert (out / "eval" / "grpo" / "sampled" / "result.json").exists() and (report / "default_grm.md").exists()
+    assert (out / "eval" / "sft" / "sampled" / "cache.jsonl").read_text() == sft_eval
+
 
 def test_stage_names_are_checked():
     from grm.training.default_grm import DefaultGRMConfig

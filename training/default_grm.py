@@ -3,7 +3,8 @@
 ``grm train default-grm --config training/configs/default_grm.yaml [--stages sft,rft] [--field value ...]``
 
 Stages, in order (with ``stages: all`` a stage whose work is recorded as finished in ``OUTPUT/status.json`` is
-skipped, so re-running the command resumes; stages named in ``stages`` always run, resuming what they can):
+skipped, so re-running the command resumes; stages named in ``stages`` always run, resuming what they can). A stage
+that runs again discards what later stages made from its previous output (:meth:`Pipeline.discard_after`):
 
 1. ``data``: labelled examples of :mod:`grm.training.synthetic` for each training stage (distinct seeds), the
    validation set (``validation_seed``: GRPO's learning curves, and what settings were chosen on) and the test set
@@ -72,6 +73,15 @@ EXTRA_TOKENS = (
     "Scores: \\boxed{",
 )
 """Phrases of the template and the output format made single tokens: shorter sequences, faster CPU training."""
+OUTPUTS = {
+    "sft": ("sft_data", "sft"),
+    "rft": ("rft",),
+    "grpo": ("grpo",),
+    "meta_rm": ("meta_rm_data", "meta_rm_init", "meta_rm"),
+}
+"""The folders of OUTPUT each training stage writes."""
+EVALUATED = {"sft": "sft", "rft": "rft", "grpo": "grpo", "meta_rm": "grpo"}
+"""The evaluation (``OUTPUT/eval/NAME``) a training stage's output is in (the meta RM's: the GRPO model's MetaRM@k)."""
 SHIPPED_SKIP = {"training_args.bin", "trainer_state.json", "README.md", "all_results.json", "train_results.json"}
 """Files of a training output folder that are not part of the shipped model."""
 
@@ -220,8 +230,27 @@ class Pipeline:
             }
             self.status_path.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")
             logger.info("stage %s: finished in %.0f s", name, seconds)
+            self.discard_after(name)
         logger.info("default GRM: outputs saved to %s (times per stage: %s)", self.out, self.status_path)
         return self.status()
+
+    def discard_after(self, stage: str) -> None:
+        """What later stages made from an earlier output of ``stage`` (their folders, the evaluations of the models
+        it changed) is removed, and those stages are no longer recorded as done: so ``stages: all`` makes them
+        again, and no evaluation or meta-RM data of a previous model is resumed as if it were the new one's."""
+        if stage not in ("data", "init", *OUTPUTS):
+            return
+        later = [s for s in OUTPUTS if STAGES.index(s) > STAGES.index(stage)]
+        stale = [self.out / folder for s in later for folder in OUTPUTS[s]]
+        stale += [self.out / "eval" / EVALUATED[s] for s in dict.fromkeys([stage, *later]) if s in EVALUATED]
+        for path in stale:
+            if path.exists():
+                shutil.rmtree(path)
+                logger.info("removed %s: it was made from the previous %s output", path, stage)
+        status = self.status()
+        kept = {n: v for n, v in status.items() if n not in STAGES or STAGES.index(n) <= STAGES.index(stage)}
+        if kept != status:
+            self.status_path.write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
 
     def stage_config(self, config_class: type, yaml_path: str, **overrides: Any):
         """A trainer config from its YAML with the pipeline's paths and seed as flags (flags win)."""
