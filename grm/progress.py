@@ -206,6 +206,10 @@ def loading_bars(progress: bool | None = None) -> Iterator[None]:
 QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock", "vllm")
 """Libraries that log each request, file or engine step at INFO level: heard only with ``-v`` (warnings always)."""
 
+MUTED_LOGGERS = ("vllm.triton_utils",)
+"""Warnings about the machine that change nothing grm does (vLLM, imported by TRL, warns on every CPU that its
+Triton has no CPU backend): heard only with ``-v``."""
+
 
 def setup_console(verbose: bool = False) -> None:
     """grm's console, for every entry point (``grm`` and ``python -m grm.training....``): each record on a line of
@@ -220,6 +224,8 @@ def setup_console(verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    for name in MUTED_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
     import huggingface_hub.utils.logging  # noqa: F401  (cheap; its handler goes now, so hub retries show once)
 
     adopt_library_logs()

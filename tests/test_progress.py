@@ -107,6 +107,22 @@ def test_a_warning_is_written_on_its_own_line_not_glued_to_a_bar(monkeypatch):
     assert "WARNING grm.test_progress: something to know" in pieces  # a whole line, nothing of the bar on it
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_vllms_triton_note_is_heard_only_verbose(capfd, verbose):
+    """vLLM (imported by TRL in every trainer) warns on a CPU that its Triton has no CPU backend: noise at the
+    default level, kept for -v."""
+    setup_console(verbose=verbose)
+    try:
+        capfd.readouterr()
+        logging.getLogger("vllm.triton_utils.importing").warning("Triton is installed, but no CPU backend.")
+        logging.getLogger("vllm.engine").warning("a warning of vLLM's own")
+        text = "".join(capfd.readouterr())
+        assert ("Triton is installed" in text) is verbose
+        assert "a warning of vLLM's own" in text
+    finally:
+        setup_console(verbose=False)
+
+
 @pytest.mark.parametrize("library", ["huggingface_hub.utils._http", "datasets.load"])
 def test_a_library_warning_is_shown_once(capfd, library):
     """huggingface_hub and datasets attach a console handler of their own to their root logger and still
