@@ -86,7 +86,7 @@ def test_pipeline_runs_every_stage_at_toy_sizes_and_resumes(tmp_path, caplog):
     assert (report / "default_grm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shipped = {f.name for f in (ship / "default_grm").iterdir()}
     assert {"model.safetensors", "grm_config.json", "grm_template.j2", "tokenizer.json"} <= shipped
-    assert not shipped & {"training_args.bin", "trainer_state.json", "grpo_data"}
+    assert not shipped & {"training_args.bin", "trainer_state.json", "grpo_data", "curves.jsonl"}
     assert GRM.from_pretrained(ship / "default_grm", progress=False).template.source == template.source
     assert MetaRM.from_pretrained(ship / "default_meta_rm", progress=False).template.source == template.source
 

@@ -82,7 +82,14 @@ OUTPUTS = {
 """The folders of OUTPUT each training stage writes."""
 EVALUATED = {"sft": "sft", "rft": "rft", "grpo": "grpo", "meta_rm": "grpo"}
 """The evaluation (``OUTPUT/eval/NAME``) a training stage's output is in (the meta RM's: the GRPO model's MetaRM@k)."""
-SHIPPED_SKIP = {"training_args.bin", "trainer_state.json", "README.md", "all_results.json", "train_results.json"}
+SHIPPED_SKIP = {
+    "training_args.bin",
+    "trainer_state.json",
+    "README.md",
+    "all_results.json",
+    "train_results.json",
+    "curves.jsonl",
+}
 """Files of a training output folder that are not part of the shipped model."""
 
 
