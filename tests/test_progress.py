@@ -108,17 +108,15 @@ def test_a_warning_is_written_on_its_own_line_not_glued_to_a_bar(monkeypatch):
 
 
 @pytest.mark.parametrize("verbose", [False, True])
-def test_vllms_triton_note_is_heard_only_verbose(capfd, verbose):
+def test_vllms_triton_note_is_heard_only_verbose(verbose):
     """vLLM (imported by TRL in every trainer) warns on a CPU that its Triton has no CPU backend: noise at the
-    default level, kept for -v."""
+    default level, kept for -v. (Levels, not captured output: once vLLM is imported its loggers write through a
+    handler of its own, which grm adopts only where it runs.)"""
     setup_console(verbose=verbose)
     try:
-        capfd.readouterr()
-        logging.getLogger("vllm.triton_utils.importing").warning("Triton is installed, but no CPU backend.")
-        logging.getLogger("vllm.engine").warning("a warning of vLLM's own")
-        text = "".join(capfd.readouterr())
-        assert ("Triton is installed" in text) is verbose
-        assert "a warning of vLLM's own" in text
+        assert logging.getLogger("vllm.triton_utils.importing").isEnabledFor(logging.WARNING) is verbose
+        assert logging.getLogger("vllm.engine").isEnabledFor(logging.WARNING)  # vLLM's other warnings
+        assert logging.getLogger("vllm.engine").isEnabledFor(logging.INFO) is verbose
     finally:
         setup_console(verbose=False)
 
