@@ -203,12 +203,15 @@ def loading_bars(progress: bool | None = None) -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
-QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock", "vllm")
-"""Libraries that log each request, file or engine step at INFO level: heard only with ``-v`` (warnings always)."""
-
-MUTED_LOGGERS = ("vllm.triton_utils",)
-"""Warnings about the machine that change nothing grm does (vLLM, imported by TRL, warns on every CPU that its
-Triton has no CPU backend): heard only with ``-v``."""
+QUIET_LOGGERS = {
+    **dict.fromkeys(
+        ("httpx", "httpcore", "urllib3", "huggingface_hub", "datasets", "fsspec", "filelock", "vllm"), logging.WARNING
+    ),
+    "vllm.triton_utils": logging.ERROR,
+}
+"""Library loggers and the lowest level heard from each without ``-v`` (with it, everything): WARNING for those that
+log each request, file or engine step at INFO; ERROR for warnings about the machine that change nothing grm does
+(vLLM, imported by TRL, warns on every CPU that its Triton has no CPU backend)."""
 
 
 def setup_console(verbose: bool = False) -> None:
@@ -222,10 +225,8 @@ def setup_console(verbose: bool = False) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
-    for name in MUTED_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else level)
     import huggingface_hub.utils.logging  # noqa: F401  (cheap; its handler goes now, so hub retries show once)
 
     adopt_library_logs()
